@@ -1,0 +1,2 @@
+"""Evaluation harness for unified multimodal models."""
+__version__ = "0.1.0"

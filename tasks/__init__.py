@@ -1,0 +1,1 @@
+"""Benchmark tasks: one module or package per benchmark."""

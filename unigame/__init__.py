@@ -1,0 +1,1 @@
+"""UniGame: self-adversarial post-training for unified multimodal models."""
