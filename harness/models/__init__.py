@@ -1,0 +1,70 @@
+"""Model adapters and `--model` resolution.
+
+`--model` accepts a registered name, a checkpoint folder written by the trainer (with `harness.json`), a local
+Hugging Face folder (with `config.json`), or a Hugging Face hub id.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from harness.errors import HarnessError
+from harness.registry import MODELS, unknown_name_message
+from harness.runner import UnifiedModel
+from harness.store import slug
+
+DEFAULT_MODEL = "tiny-janus"
+
+#: transformers `model_type` -> adapter name, for local folders and hub ids
+ADAPTER_FOR_MODEL_TYPE = {"janus": "janus"}
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def _instantiate(factory, spec: str, args: dict) -> UnifiedModel:
+    try:
+        model = factory(spec=spec, **args)
+    except TypeError as e:
+        raise HarnessError(f"--model-args for {spec}: {e}") from None
+    return model
+
+
+def resolve_model(spec: str | None = None, args: dict | None = None) -> UnifiedModel:
+    spec = spec or DEFAULT_MODEL
+    args = dict(args or {})
+    if spec in MODELS:
+        return _instantiate(MODELS.load(spec), spec, args)
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise HarnessError(f"--model {spec}: a file, not a model folder; give a folder with harness.json "
+                               "(a trainer checkpoint) or config.json and safetensors weights")
+        if (path / "harness.json").exists():
+            try:
+                meta = json.loads((path / "harness.json").read_text())
+                adapter = meta["adapter"]
+            except (json.JSONDecodeError, KeyError) as e:
+                raise HarnessError(f"{path / 'harness.json'}: unreadable or missing the 'adapter' field ({e})") \
+                    from None
+            return _instantiate(MODELS.load(adapter), str(path), args)
+        if (path / "config.json").exists():
+            model_type = json.loads((path / "config.json").read_text()).get("model_type")
+            adapter = ADAPTER_FOR_MODEL_TYPE.get(model_type)
+            if adapter is None:
+                raise HarnessError(f"--model {spec}: model_type {model_type!r} has no adapter "
+                                   f"(supported: {', '.join(ADAPTER_FOR_MODEL_TYPE)})")
+            return _instantiate(MODELS.load(adapter), str(path), args)
+        raise HarnessError(f"--model {spec}: folder has no loadable weights (expected harness.json, or "
+                           "config.json with *.safetensors)")
+    if HUB_ID.match(spec) and not spec.startswith((".", "/")):
+        return _instantiate(MODELS.load("janus"), spec, args)
+    raise HarnessError(unknown_name_message("model", spec, MODELS.names()))
+
+
+def model_slug(model: UnifiedModel) -> str:
+    spec = str(getattr(model, "spec", model.name))
+    path = Path(spec)
+    if path.exists():
+        return slug(path.resolve().name)
+    return slug(spec)

@@ -1,0 +1,190 @@
+"""evaluate(model, tasks, RunConfig) -> RunResult: the one entry point the CLI and the trainer share."""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from harness import registry
+from harness.artifacts import ArtifactStore
+from harness.cache import NullCache, ResponseCache
+from harness.errors import HarnessError
+from harness.executor import Executor, RunnerPool, TaskRun
+from harness.metrics import normalize
+from harness.runner import Runner, UnifiedModel, fingerprint_of
+from harness.store import RunStore, ensure_writable, environment, now, slug
+from harness.task import Task
+from harness.types import MODEL
+
+
+@dataclass
+class RunConfig:
+    output: str | Path = "results"
+    data: str | None = None
+    limit: int | None = None
+    batch_size: int = 8
+    seed: int = 1234
+    profile: str | None = None          # "P" for every task offering P, or "task=P,task2=Q"
+    use_cache: bool = True              # --no-cache turns reading and writing off
+    overwrite: bool = False             # recompute everything and replace cached answers
+    run_name: str | None = None
+    tags: dict = field(default_factory=dict)
+    scorer_args: dict = field(default_factory=dict)
+    progress: bool = True
+    rank: int = 0
+    world_size: int = 1
+    cli: list[str] | None = None
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    results: dict[str, dict]          # task -> results.json content
+    manifest: dict
+
+
+def expand_tasks(names: list[str]) -> list[str]:
+    """Task and suite names -> task names (suites expanded, duplicates dropped, order kept)."""
+    from tasks import SUITES
+
+    out: list[str] = []
+    for name in names:
+        name = name.strip()
+        if not name:
+            continue
+        if name in SUITES:
+            out.extend(SUITES[name])
+        elif name in registry.TASKS:
+            out.append(name)
+        else:
+            raise HarnessError(registry.unknown_name_message("task", name, [*registry.TASKS.names(), *SUITES]))
+    return list(dict.fromkeys(out))
+
+
+def profile_for(task_cls, profile: str | None) -> str | None:
+    if not profile:
+        return None
+    if "=" in profile:
+        chosen = dict(p.split("=", 1) for p in profile.split(",") if "=" in p)
+        return chosen.get(task_cls.name)
+    return profile if profile in task_cls.profiles else None
+
+
+def build_tasks(names: list[str], config: RunConfig) -> list[Task]:
+    tasks = []
+    for name in expand_tasks(names):
+        cls = registry.TASKS.load(name)
+        tasks.append(cls(data=config.data, profile=profile_for(cls, config.profile), limit=config.limit))
+    if config.profile and "=" not in config.profile and not any(t.profile == config.profile for t in tasks):
+        raise HarnessError(f"--profile {config.profile}: none of the selected tasks offers it")
+    return tasks
+
+
+def _samples(tr: TaskRun) -> list[dict]:
+    lines = []
+    for doc_id, reqs, outs, record in zip(tr.doc_ids, tr.requests, tr.outputs, tr.records):
+        stages = {}
+        for stage, pairs in reqs.items():
+            entries = []
+            for (req, key), resp in zip(pairs, outs[stage]):
+                entry = {**req.describe(), "key": key}
+                payload = resp.payload()
+                if req.target != MODEL and "values" in payload and len(json.dumps(payload["values"])) > 4096:
+                    payload["values"] = "<omitted: large scorer output, kept in the cache>"
+                entry["response"] = payload
+                entries.append(entry)
+            stages[stage] = entries
+        lines.append({"doc_id": doc_id, "requests": stages, "record": record})
+    return lines
+
+
+def task_results(tr: TaskRun, records: list[dict], runners: dict[str, Runner], model_info: dict) -> dict:
+    task = tr.task
+    metrics = task.aggregate(records)
+    details = metrics.pop("details", None) if isinstance(metrics, dict) else None
+    used = {t for per_doc in tr.requests for pairs in per_doc.values() for (req, _k) in pairs
+            for t in [req.target]}
+    return {
+        "task": task.name, "version": task.version, "headline": task.headline,
+        "metrics": normalize(metrics), "details": details,
+        "counts": tr.stats.to_dict(), "dataset": task.dataset_info.to_dict(), "profile": task.profile,
+        "settings": task.settings(), "model": model_info,
+        "runners": {t: runners[t].describe() for t in sorted(used) if t in runners and t != MODEL},
+        "display_scale": task.display_scale,
+        "timing": {"started": round(tr.stats.started, 3), "finished": now(),
+                   "wall_seconds": round(now() - tr.stats.started, 3),
+                   "runner_seconds": round(tr.stats.runner_seconds, 3)},
+    }
+
+
+def evaluate(model, tasks, config: RunConfig | None = None) -> RunResult:
+    """Run tasks (names, suites or Task objects) on a model (a --model string or a UnifiedModel)."""
+    from harness.models import resolve_model, model_slug
+    from harness.scorers import make_scorer
+
+    config = config or RunConfig()
+    task_objs = [t for t in tasks if isinstance(t, Task)]
+    names = [t for t in tasks if not isinstance(t, Task)]
+    task_objs += build_tasks(names, config)
+    if not task_objs:
+        raise HarnessError("no tasks selected; pass --tasks (see `python -m harness tasks`)")
+    if len({t.name for t in task_objs}) != len(task_objs):
+        raise HarnessError("the same task was selected twice")
+
+    runner: UnifiedModel = model if isinstance(model, Runner) else resolve_model(model)
+    fp = runner.fingerprint()
+    output = Path(config.output)
+    ensure_writable(output)
+    for t in task_objs:           # load every dataset before any model work: bad data fails fast
+        t.docs()
+    run_key = fingerprint_of(fp, sorted((t.name, t.version, t.profile, t.dataset_info.sha256) for t in task_objs),
+                             config.limit, config.seed, config.tags)
+    store = RunStore(output, model_slug(runner), config.run_name or f"run-{run_key[:10]}")
+    model_info = {"spec": getattr(runner, "spec", runner.name), **runner.describe()}
+    manifest = {
+        "run_id": store.run_id, "status": "running", "started": now(), "finished": None,
+        "model": model_info, "tasks": [t.name for t in task_objs],
+        "config": {k: v for k, v in asdict(config).items() if k not in ("cli", "output", "progress", "rank")},
+        "data": {t.name: t.dataset_info.to_dict() for t in task_objs},
+        "cli": config.cli if config.cli is not None else sys.argv, "env": environment(),
+        "world_size": config.world_size, "tags": config.tags,
+    }
+    if store.manifest_path.exists():     # a resumed or rescored run: keep its history and its other tasks
+        previous = json.loads(store.manifest_path.read_text())
+        manifest["started"] = previous.get("started", manifest["started"])
+        manifest["tasks"] = list(dict.fromkeys([*previous.get("tasks", []), *manifest["tasks"]]))
+        manifest["data"] = {**previous.get("data", {}), **manifest["data"]}
+        manifest["invocations"] = previous.get("invocations", [])
+    manifest.setdefault("invocations", []).append({"cli": manifest["cli"], "started": now()})
+    if config.rank == 0:
+        store.write_manifest(manifest)
+
+    cache = NullCache() if not config.use_cache else ResponseCache(output / "cache", rank=config.rank)
+    pool = RunnerPool(lambda: runner, lambda name: make_scorer(name, config.scorer_args.get(name, {})))
+    results: dict[str, dict] = {}
+
+    def on_task_done(tr: TaskRun) -> None:
+        res = task_results(tr, tr.records, pool.used(), model_info)
+        store.write_task(tr.task.name, res, _samples(tr))
+        results[tr.task.name] = res
+
+    executor = Executor(pool, cache, ArtifactStore(output / "artifacts"), batch_size=config.batch_size,
+                        seed=config.seed, read_cache=not config.overwrite, rank=config.rank,
+                        world=config.world_size, progress=config.progress, on_task_done=on_task_done)
+    try:
+        executor.run(task_objs)
+        manifest["status"] = "complete"
+    except KeyboardInterrupt:
+        manifest["status"] = "interrupted"
+        raise
+    except BaseException:
+        manifest["status"] = "failed"
+        raise
+    finally:
+        manifest["finished"] = now()
+        manifest["invocations"][-1].update(status=manifest["status"], finished=manifest["finished"])
+        if config.rank == 0:
+            store.write_manifest(manifest)
+        cache.close()
+    return RunResult(store.dir, results, manifest)

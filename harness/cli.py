@@ -1,0 +1,124 @@
+"""Command line: python -m harness {run,tasks,models,scorers,show,score,rescore}."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from harness.errors import HarnessError
+
+
+def _json_arg(flag: str, text: str | None) -> dict:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise HarnessError(f"{flag}: invalid JSON ({e.msg} at column {e.colno}); "
+                           f"example: {flag} '{{\"dtype\": \"bfloat16\"}}'") from None
+    if not isinstance(value, dict):
+        raise HarnessError(f"{flag}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _tags(items: list[str] | None) -> dict:
+    tags = {}
+    for item in items or []:
+        if "=" not in item:
+            raise HarnessError(f"--tag {item}: expected KEY=VALUE")
+        k, v = item.split("=", 1)
+        tags[k] = v
+    return tags
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--include", action="append", default=[], metavar="PATH",
+                   help="import a Python file or folder that registers extra tasks, models or scorers")
+    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="harness", description="Evaluate unified multimodal models.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="evaluate a model on tasks (resumes if rerun)",
+                         description="Evaluate a model on tasks. Rerunning the same command resumes: finished "
+                                     "requests come from the cache and are not recomputed.")
+    run.add_argument("--model", default=None, help="registered name, checkpoint folder, local Hugging Face folder "
+                     "or hub id (default: the bundled tiny-janus)")
+    run.add_argument("--tasks", default="all", help="comma-separated task and suite names (default: all)")
+    run.add_argument("--data", default=None, help="data source for every task: 'shapes' (the embedded world), "
+                     "a local file or folder in the benchmark's schema, or omit for the benchmark's own data "
+                     "(the bundled model defaults to 'shapes')")
+    run.add_argument("--limit", type=int, default=None, help="evaluate only the first N documents of each task")
+    run.add_argument("--batch-size", type=int, default=8, help="requests per model/scorer call (default 8)")
+    run.add_argument("--seed", type=int, default=1234, help="run seed; per-request seeds derive from it")
+    run.add_argument("--output", default="results", help="results folder (default ./results)")
+    run.add_argument("--device", default=None, help="device for the model, e.g. cuda, cuda:1, cpu")
+    run.add_argument("--model-args", default=None, help="JSON object of model adapter arguments")
+    run.add_argument("--scorer-args", default=None,
+                     help='JSON object {scorer: {arg: value}}, e.g. \'{"judge": {"model": "gpt-4o-2024-05-13"}}\'')
+    run.add_argument("--profile", default=None, help="scoring profile: 'official' (default), 'lmms', or "
+                     "TASK=PROFILE,... per task")
+    run.add_argument("--no-cache", action="store_true", help="neither read nor write the response cache")
+    run.add_argument("--overwrite", action="store_true", help="recompute everything and replace cached answers")
+    run.add_argument("--run-name", default=None, help="name of the run folder (default: derived from the config)")
+    run.add_argument("--tag", action="append", metavar="KEY=VALUE", help="label the run (repeatable)")
+    run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _common(run)
+
+    for name, help_ in (("tasks", "list tasks and suites"), ("models", "list registered models"),
+                        ("scorers", "list registered scorers")):
+        _common(sub.add_parser(name, help=help_, description=help_.capitalize() + "."))
+
+    show = sub.add_parser("show", help="print a run's results table", description="Print a run's results table.")
+    show.add_argument("run_dir", help="a run folder, e.g. results/<model>/<run-id>")
+    _common(show)
+
+    score = sub.add_parser("score", help="score stored predictions without a model",
+                           description="Score a predictions file against a dataset in the benchmark's schema.")
+    score.add_argument("task", help="task name, e.g. vqav2_val")
+    score.add_argument("--data", required=True, help="local file or folder in the benchmark's schema, or 'shapes'")
+    score.add_argument("--predictions", required=True,
+                       help='JSONL file, one {"doc_id": ..., "prediction": "..."} per line')
+    score.add_argument("--profile", default=None, help="scoring profile (default: official)")
+    score.add_argument("--output", default=None, help="write the full results JSON here")
+    _common(score)
+
+    rescore = sub.add_parser("rescore", help="recompute scores of a run from its stored outputs",
+                             description="Recompute a run's scores from stored outputs, without the model.")
+    rescore.add_argument("run_dir", help="a run folder, e.g. results/<model>/<run-id>")
+    rescore.add_argument("--tasks", default=None, help="only these tasks (comma-separated)")
+    rescore.add_argument("--profile", default=None, help="rescore under another scoring profile")
+    rescore.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _common(rescore)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        from harness import registry
+
+        registry.include(args.include)
+        from harness import commands
+
+        return getattr(commands, f"cmd_{args.command}")(args, argv) or 0
+    except HarnessError as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished work is saved; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

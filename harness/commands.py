@@ -1,0 +1,155 @@
+"""The CLI commands' bodies (argument parsing lives in cli.py)."""
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from harness.errors import HarnessError
+
+
+def cmd_run(args, argv) -> int:
+    from harness.api import RunConfig, evaluate
+    from harness.cli import _json_arg, _tags
+    from harness.models import resolve_model
+    from harness.report import table
+
+    if args.limit is not None and args.limit < 1:
+        raise HarnessError("--limit must be a positive number of documents")
+    if args.batch_size < 1:
+        raise HarnessError("--batch-size must be at least 1")
+    model_args = _json_arg("--model-args", args.model_args)
+    if args.device:
+        model_args["device"] = args.device
+    model = resolve_model(args.model, model_args)
+    data = args.data if args.data is not None else getattr(model, "default_data", None)
+    config = RunConfig(output=args.output, data=data, limit=args.limit, batch_size=args.batch_size,
+                       seed=args.seed, profile=args.profile, use_cache=not args.no_cache,
+                       overwrite=args.overwrite, run_name=args.run_name, tags=_tags(args.tag),
+                       scorer_args=_json_arg("--scorer-args", args.scorer_args), progress=not args.no_progress,
+                       cli=["python", "-m", "harness", *argv])
+    result = evaluate(model, args.tasks.split(","), config)
+    print(table(result.results))
+    print(f"\nresults: {result.run_dir}")
+    return 0
+
+
+def cmd_tasks(args, argv) -> int:
+    from harness import registry
+    from tasks import SUITES
+
+    rows = []
+    for entry in registry.TASKS.entries():
+        cls = registry.TASKS.load(entry.name)
+        rows.append((entry.name, ",".join(cls.data_sources), ",".join(cls.profiles),
+                     entry.description or cls.description))
+    _print_rows(("task", "data", "profiles", "description"), rows)
+    if SUITES:
+        print()
+        _print_rows(("suite", "tasks"), [(k, ",".join(v)) for k, v in SUITES.items()])
+    return 0
+
+
+def cmd_models(args, argv) -> int:
+    from harness import registry
+    from harness.models import DEFAULT_MODEL
+
+    _print_rows(("model", "origin", "description"),
+                [(e.name + (" (default)" if e.name == DEFAULT_MODEL else ""), e.origin, e.description)
+                 for e in registry.MODELS.entries()])
+    print("\n--model also accepts a trainer checkpoint folder, a local Hugging Face folder or a hub id.")
+    return 0
+
+
+def cmd_scorers(args, argv) -> int:
+    from harness import registry
+
+    _print_rows(("scorer", "origin", "description"),
+                [(e.name, e.origin, e.description) for e in registry.SCORERS.entries()])
+    return 0
+
+
+def _print_rows(header, rows) -> None:
+    rows = [tuple(str(c) for c in header)] + [tuple(str(c) for c in r) for r in rows]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
+    for r in rows:
+        print("  ".join([c.ljust(w) for c, w in zip(r[:-1], widths)] + [r[-1]]).rstrip())
+
+
+def cmd_show(args, argv) -> int:
+    from harness.report import table
+    from harness.store import load_run
+
+    manifest, results = load_run(args.run_dir)
+    model = manifest.get("model", {})
+    print(f"run {manifest.get('run_id')}  model {model.get('spec')}  status {manifest.get('status')}")
+    missing = [t for t in manifest.get("tasks", []) if t not in results]
+    print(table(results))
+    if missing:
+        print(f"\nnot finished: {', '.join(missing)}")
+    return 0
+
+
+def cmd_score(args, argv) -> int:
+    from harness import registry
+    from harness.api import task_results
+    from harness.artifacts import ArtifactStore
+    from harness.cache import NullCache
+    from harness.executor import Executor, RunnerPool
+    from harness.replay import PredictionsModel
+    from harness.store import write_json
+
+    cls = registry.TASKS.load(args.task)
+    task = cls(data=args.data, profile=args.profile)
+    model = PredictionsModel.from_file(args.predictions)
+    stages = task.stages()
+    known = set()
+    for doc in task.docs():
+        for req in stages[0].build(doc, {}):
+            known.add(req.ref if req.ref is not None else task.doc_id(doc))
+    unknown = [d for d in model.predictions if d not in known]
+    if unknown:
+        raise HarnessError(f"--predictions {args.predictions}: unknown doc_id {unknown[0]!r} "
+                           f"({len(unknown)} unknown in all); ids must match the dataset given with --data")
+    from harness.scorers import make_scorer
+
+    pool = RunnerPool(lambda: model, lambda name: make_scorer(name))
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = Executor(pool, NullCache(), ArtifactStore(tmp), progress=False).run([task])
+    tr = runs[0]
+    res = task_results(tr, tr.records, pool.used(), {"spec": model.spec, "fingerprint": model.fingerprint()})
+    res["missing_predictions"] = tr.stats.failed
+    print(json.dumps({"task": task.name, "profile": task.profile, "metrics": res["metrics"],
+                      "missing_predictions": tr.stats.failed}, indent=2))
+    if args.output:
+        write_json(Path(args.output), res)
+    return 0
+
+
+def cmd_rescore(args, argv) -> int:
+    from harness.api import RunConfig, evaluate
+    from harness.artifacts import ArtifactStore
+    from harness.replay import ReplayModel
+    from harness.report import table
+    from harness.store import load_run
+
+    run_dir = Path(args.run_dir)
+    manifest, _ = load_run(run_dir)
+    tasks = args.tasks.split(",") if args.tasks else manifest["tasks"]
+    unknown = [t for t in tasks if t not in manifest["tasks"]]
+    if unknown:
+        raise HarnessError(f"--tasks: {unknown[0]!r} is not part of this run ({', '.join(manifest['tasks'])})")
+    samples = [run_dir / t / "samples.jsonl" for t in tasks if (run_dir / t / "samples.jsonl").exists()]
+    model = ReplayModel(manifest["model"], samples)
+    output = run_dir.parent.parent
+    model.artifacts = ArtifactStore(output / "artifacts")
+    cfg = manifest.get("config", {})
+    config = RunConfig(output=output, data=cfg.get("data"), limit=cfg.get("limit"),
+                       batch_size=cfg.get("batch_size", 8), seed=cfg.get("seed", 1234),
+                       profile=args.profile or cfg.get("profile"), run_name=run_dir.name, tags=cfg.get("tags", {}),
+                       scorer_args=cfg.get("scorer_args", {}), progress=not args.no_progress,
+                       cli=manifest.get("cli"))
+    result = evaluate(model, tasks, config)
+    print(table(result.results))
+    print(f"\nrescored: {result.run_dir}")
+    return 0

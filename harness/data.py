@@ -1,0 +1,177 @@
+"""Reading benchmark data: local files in a benchmark's own schema, the Hugging Face hub, and content hashes.
+
+Local data (`--data PATH`) may be a .jsonl/.json/.parquet/.csv/.tsv file, or a folder holding such files (read in
+sorted order) or a `datasets.save_to_disk` folder. Image columns may hold paths (relative to the file), encoded
+bytes, or {"bytes", "path"} dicts as Hugging Face stores them; they become lazily loaded `Image`s.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from harness.errors import DataError
+from harness.types import Image, canonical_json
+
+TABLE_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".tsv")
+
+
+def load_rows(path: str | Path, image_columns: Sequence[str] = (), required: Sequence[str] = (),
+              what: str = "--data") -> list[dict]:
+    """Rows of a local file or folder, with image columns as lazy Images and required columns checked."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DataError(f"{what} {path}: no such file or folder")
+    if path.is_dir():
+        if (path / "dataset_info.json").exists() or (path / "state.json").exists():
+            rows = _hf_disk_rows(path, image_columns)
+            base = path
+        else:
+            files = sorted(p for p in path.iterdir() if p.suffix in TABLE_SUFFIXES)
+            if not files:
+                raise DataError(f"{what} {path}: folder holds no {'/'.join(TABLE_SUFFIXES)} files")
+            rows = []
+            for f in files:
+                rows.extend(load_rows(f, image_columns, required, what))
+            return rows
+    else:
+        rows = _file_rows(path)
+        base = path.parent
+    for n, row in enumerate(rows, 1):
+        for col in required:
+            if col not in row:
+                raise DataError(f"{path}: row {n} has no column {col!r} (columns: {', '.join(sorted(row))})")
+        for col in image_columns:
+            value = row.get(col)
+            if value is None or isinstance(value, Image):
+                continue
+            try:
+                row[col] = Image.coerce(value, base)
+            except TypeError:
+                raise DataError(f"{path}: row {n}, column {col!r}: not an image path, bytes or "
+                                "{bytes, path} record") from None
+            if row[col].path is not None and not row[col].path.exists():
+                raise DataError(f"{path}: row {n}, column {col!r}: image file {row[col].path} not found")
+    return rows
+
+
+def _file_rows(path: Path) -> list[dict]:
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".jsonl":
+            rows = []
+            with open(path, encoding="utf-8") as f:
+                for n, line in enumerate(f, 1):
+                    if line.strip():
+                        try:
+                            rows.append(json.loads(line))
+                        except json.JSONDecodeError as e:
+                            raise DataError(f"{path}: line {n} is not valid JSON ({e.msg})") from None
+        elif suffix == ".json":
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+            rows = data if isinstance(data, list) else _json_container_rows(path, data)
+        elif suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            rows = pq.read_table(path).to_pylist()
+        elif suffix in (".csv", ".tsv"):
+            with open(path, encoding="utf-8", newline="") as f:
+                rows = list(csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ","))
+        else:
+            raise DataError(f"{path}: unsupported file type {suffix!r} (use {', '.join(TABLE_SUFFIXES)})")
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e})") from None
+    for n, row in enumerate(rows, 1):
+        if not isinstance(row, dict):
+            raise DataError(f"{path}: row {n} is a {type(row).__name__}, expected an object with named columns")
+    return rows
+
+
+def _json_container_rows(path: Path, data) -> list[dict]:
+    """A JSON object holding the rows under one list-valued key (e.g. {"questions": [...]}), or a column dict."""
+    if isinstance(data, dict):
+        lists = [v for v in data.values() if isinstance(v, list) and v and isinstance(v[0], dict)]
+        if len(lists) == 1:
+            return lists[0]
+        if data and all(isinstance(v, list) for v in data.values()):
+            n = {len(v) for v in data.values()}
+            if len(n) == 1:
+                keys = list(data)
+                return [dict(zip(keys, vals)) for vals in zip(*data.values())]
+    raise DataError(f"{path}: expected a list of rows, or an object holding one list of rows")
+
+
+def _hf_disk_rows(path: Path, image_columns: Sequence[str]) -> list[dict]:
+    import datasets
+
+    try:
+        ds = datasets.load_from_disk(str(path))
+    except Exception as e:  # the datasets library raises many types for unreadable folders
+        raise DataError(f"--data {path}: not a readable datasets folder ({e})") from None
+    if isinstance(ds, datasets.DatasetDict):
+        if len(ds) != 1:
+            raise DataError(f"--data {path}: holds splits {', '.join(ds)}; point --data at one split's folder")
+        ds = next(iter(ds.values()))
+    return dataset_rows(ds, image_columns)
+
+
+def dataset_rows(ds, image_columns: Sequence[str] = ()) -> list[dict]:
+    """Rows of a `datasets.Dataset` with image columns as lazy Images read from the memory-mapped table.
+
+    Images are not decoded (or even copied) until a runner needs them, so 200k-row datasets fit in memory.
+    """
+    import datasets
+
+    cols = [c for c in image_columns if c in ds.column_names]
+    for c in cols:
+        ds = ds.cast_column(c, datasets.Image(decode=False))
+    plain = ds.remove_columns(cols) if cols else ds
+    rows = plain.to_list()
+    for c in cols:
+        column = ds.select_columns([c])
+        for i, row in enumerate(rows):
+            row[c] = _lazy_cell(column, i, c)
+    return rows
+
+
+def _lazy_cell(column, i: int, name: str) -> Image | None:
+    cell = column[i][name]
+    if cell is None:
+        return None
+    if cell.get("bytes") is None and cell.get("path"):
+        return Image(path=cell["path"])
+    return Image(loader=lambda: column[i][name]["bytes"])
+
+
+def load_hub(repo_id: str, config: str | None, split: str, revision: str | None = None,
+             image_columns: Sequence[str] = ()) -> tuple[list[dict], str | None]:
+    """Rows of a hub dataset (from the local Hugging Face cache when offline) and the revision it resolved to."""
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(repo_id, config, split=split, revision=revision)
+    except Exception as e:  # offline, missing, gated: datasets raises a zoo of types; our line says what to do
+        raise DataError(
+            f"dataset {repo_id}" + (f" (config {config})" if config else "") + f", split {split}, is not in the "
+            f"local Hugging Face cache and could not be fetched ({type(e).__name__}). Download it where the hub is "
+            f"reachable (huggingface-cli download --repo-type dataset {repo_id}) and copy the cache, or point "
+            "--data at a local copy in the same schema") from None
+    fingerprint = getattr(ds, "_fingerprint", None)
+    info_rev = getattr(ds.info, "version", None)
+    return dataset_rows(ds, image_columns), revision or (str(info_rev) if info_rev else fingerprint)
+
+
+def content_sha256(rows: Iterable[dict]) -> str:
+    """Hash of the rows' content, images by their hashes: identical data gives the identical hash."""
+    h = hashlib.sha256()
+    for row in rows:
+        h.update(canonical_json(row).encode())
+        h.update(b"\n")
+    return h.hexdigest()

@@ -1,0 +1,19 @@
+"""User-facing errors.
+
+A `HarnessError` is a problem with the user's input or environment (a bad flag, a missing file, missing weights).
+The CLI prints its message as one line and exits with code 2; anything else is a bug and keeps its traceback.
+"""
+
+
+class HarnessError(Exception):
+    """An error the user can fix; its message names the bad thing and how to fix it."""
+
+    exit_code = 2
+
+
+class DataError(HarnessError):
+    """A dataset file is missing or malformed (the message names the file, row and column)."""
+
+
+class WeightsError(HarnessError):
+    """Model or scorer weights are missing; the message says which files to place where."""

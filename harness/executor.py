@@ -1,0 +1,223 @@
+"""The staged, batched, cached executor.
+
+Round r runs stage r of every task that has one. The requests of a round are pooled by (target, kind) across all
+tasks, deduplicated by content key, looked up in the cache, and the misses handed to the runner in batches; every
+finished batch is committed before the next starts (write-through), so an interrupted run resumes where it stopped.
+A failing batch is retried one request at a time so one bad input fails alone; failures are recorded, never dropped.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Callable
+
+from tqdm.auto import tqdm
+
+from harness.artifacts import ArtifactStore
+from harness.errors import HarnessError
+from harness.runner import Runner
+from harness.task import Task
+from harness.types import MODEL, Request, Response
+
+
+def derive_seed(run_seed: int, task: str, doc_id: str, stage: str, sample: int) -> int:
+    digest = hashlib.sha256(f"{run_seed}|{task}|{doc_id}|{stage}|{sample}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+@dataclass
+class TaskStats:
+    requests: int = 0
+    cached: int = 0
+    failed: int = 0
+    runner_seconds: float = 0.0
+    started: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict:
+        return {"requests": self.requests, "cached": self.cached, "failed": self.failed,
+                "computed": self.requests - self.cached}
+
+
+@dataclass
+class TaskRun:
+    """A task's state while it runs, and what `process` made of it when it finished."""
+
+    task: Task
+    docs: list[dict]
+    doc_ids: list[str]
+    stages: list
+    outputs: list[dict] = field(default_factory=list)     # per doc: stage name -> [Response]
+    requests: list[dict] = field(default_factory=list)    # per doc: stage name -> [(Request, key)]
+    records: list[dict] | None = None
+    stats: TaskStats = field(default_factory=TaskStats)
+
+
+class RunnerPool:
+    """Creates runners on first use: the model from a factory, scorers from the scorer registry."""
+
+    def __init__(self, model_factory: Callable[[], Runner] | None, scorer_factory: Callable[[str], Runner]):
+        self._model_factory = model_factory
+        self._scorer_factory = scorer_factory
+        self._runners: dict[str, Runner] = {}
+
+    def get(self, target: str) -> Runner:
+        if target not in self._runners:
+            if target == MODEL:
+                if self._model_factory is None:
+                    raise HarnessError("this command has no model, but a task asked the model for output")
+                self._runners[target] = self._model_factory()
+            elif target.startswith("scorer:"):
+                self._runners[target] = self._scorer_factory(target.split(":", 1)[1])
+            else:
+                raise ValueError(f"unknown request target {target!r}")
+        return self._runners[target]
+
+    def used(self) -> dict[str, Runner]:
+        return dict(self._runners)
+
+    def unload_all(self) -> None:
+        for runner in self._runners.values():
+            runner.unload()
+
+
+class Executor:
+    def __init__(self, pool: RunnerPool, cache, artifacts: ArtifactStore, *, batch_size: int = 8,
+                 seed: int = 1234, read_cache: bool = True, rank: int = 0, world: int = 1,
+                 progress: bool = True, on_task_done: Callable[[TaskRun], None] | None = None):
+        self.pool = pool
+        self.cache = cache
+        self.artifacts = artifacts
+        self.batch_size = max(1, batch_size)
+        self.seed = seed
+        self.read_cache = read_cache
+        self.rank, self.world = rank, world
+        self.progress = progress
+        self.on_task_done = on_task_done
+
+    # --- public ---------------------------------------------------------------------------------------------
+    def run(self, tasks: list[Task]) -> list[TaskRun]:
+        runs = []
+        for task in tasks:
+            docs = task.docs()[self.rank::self.world]
+            ids = [task.doc_id(d) for d in docs]
+            runs.append(TaskRun(task, docs, ids, task.stages(), [{} for _ in docs], [{} for _ in docs]))
+        active = list(runs)
+        r = 0
+        while active:
+            items: list[tuple[TaskRun, int, str, int, Request]] = []
+            still = []
+            for tr in active:
+                if r >= len(tr.stages):
+                    self._finish(tr)
+                    continue
+                still.append(tr)
+                items.extend(self._build_stage(tr, tr.stages[r]))
+            active = still
+            groups: dict[tuple[str, str], list] = defaultdict(list)
+            for item in items:
+                groups[(item[4].target, item[4].kind)].append(item)
+            # the model first: its outputs are what the scorers of later rounds need, and it may then be unloaded
+            for (target, kind) in sorted(groups, key=lambda g: (g[0] != MODEL, g)):
+                self._run_group(target, kind, groups[(target, kind)])
+            r += 1
+        return runs
+
+    # --- internals ------------------------------------------------------------------------------------------
+    def _build_stage(self, tr: TaskRun, stage) -> list:
+        items = []
+        name = tr.task.name
+        for i, doc in enumerate(tr.docs):
+            reqs = stage.build(doc, tr.outputs[i]) or []
+            done = []
+            for req in reqs:
+                req = req.replace(task=name, doc_id=tr.doc_ids[i], stage=stage.name)
+                if req.target == MODEL and req.seed is None:
+                    req = req.replace(seed=derive_seed(self.seed, name, tr.doc_ids[i], stage.name, req.sample))
+                done.append(req)
+            tr.outputs[i][stage.name] = [None] * len(done)
+            tr.requests[i][stage.name] = [None] * len(done)
+            items.extend((tr, i, stage.name, j, req) for j, req in enumerate(done))
+        return items
+
+    def _run_group(self, target: str, kind: str, items: list) -> None:
+        runner = self.pool.get(target)
+        fp = runner.fingerprint()
+        keys = [item[4].key(fp) for item in items]
+        unique: dict[str, Request] = {}
+        for key, item in zip(keys, items):
+            unique.setdefault(key, item[4])
+        found = self.cache.get_many(unique) if self.read_cache else {}
+        answers: dict[str, Response] = {}
+        for key, payload in found.items():
+            resp = Response.from_payload(payload, self.artifacts.get)
+            resp.meta["cached"] = True
+            answers[key] = resp
+        misses = [k for k in unique if k not in answers]
+        stages = sorted({f"{it[0].task.name}/{it[2]}" for it in items})
+        bar = tqdm(total=len(unique), initial=len(unique) - len(misses), disable=not self.progress,
+                   desc=f"{target}.{kind}", unit="req", dynamic_ncols=True, mininterval=1.0,
+                   postfix={"cached": len(unique) - len(misses), "failed": 0})
+        bar.set_description_str(f"{target}.{kind} [{', '.join(stages[:3])}{' ...' if len(stages) > 3 else ''}]")
+        failed = 0
+        seconds = 0.0
+        size = runner.batch_size or self.batch_size
+        try:
+            for start in range(0, len(misses), size):
+                chunk = misses[start:start + size]
+                batch = [unique[k] for k in chunk]
+                t0 = time.perf_counter()
+                outs = self._call(runner, kind, batch)
+                seconds += time.perf_counter() - t0
+                commit = []
+                for key, resp in zip(chunk, outs):
+                    resp.meta["cached"] = False
+                    if resp.ok:
+                        # keep file-backed handles, not pixels: thousands of generated images stay off the heap
+                        resp.images = tuple(self.artifacts.get(self.artifacts.put(im)) for im in resp.images)
+                        commit.append((key, target, kind, fp, resp.payload()))
+                    else:
+                        failed += 1
+                    answers[key] = resp
+                self.cache.put_many(commit)
+                for req in batch:
+                    for im in req.images:
+                        im.release()
+                bar.update(len(chunk))
+                bar.set_postfix(cached=len(unique) - len(misses), failed=failed, refresh=False)
+        finally:
+            bar.close()
+        computed_by_task: dict[int, int] = defaultdict(int)
+        for key, (tr, i, stage, j, req) in zip(keys, items):
+            resp = answers[key]
+            tr.outputs[i][stage][j] = resp
+            tr.requests[i][stage][j] = (req, key)
+            tr.stats.requests += 1
+            if resp.meta.get("cached"):
+                tr.stats.cached += 1
+            else:
+                computed_by_task[id(tr)] += 1
+            if not resp.ok:
+                tr.stats.failed += 1
+        total = sum(computed_by_task.values()) or 1
+        for tr in {id(it[0]): it[0] for it in items}.values():
+            tr.stats.runner_seconds += seconds * computed_by_task.get(id(tr), 0) / total
+
+    def _call(self, runner: Runner, kind: str, batch: list[Request]) -> list[Response]:
+        try:
+            outs = runner.run(kind, batch)
+            if len(outs) != len(batch):
+                raise RuntimeError(f"{runner.name}.{kind} returned {len(outs)} responses for {len(batch)} requests")
+            return outs
+        except (KeyboardInterrupt, HarnessError):
+            raise
+        except Exception as e:  # isolate the failing request; the rest of the batch still counts
+            if len(batch) > 1:
+                return [self._call(runner, kind, [req])[0] for req in batch]
+            return [Response.failure(f"{type(e).__name__}: {e}")]
+
+    def _finish(self, tr: TaskRun) -> None:
+        tr.records = [tr.task.process(doc, out) for doc, out in zip(tr.docs, tr.outputs)]
+        if self.on_task_done is not None:
+            self.on_task_done(tr)

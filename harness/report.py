@@ -1,0 +1,54 @@
+"""Plain-text results tables for the terminal."""
+from __future__ import annotations
+
+
+def data_label(dataset: dict) -> str:
+    source = dataset.get("source", "?")
+    if source == "shapes":
+        return f"world:{dataset.get('name', '')}@{dataset.get('revision', '')}"
+    if source == "hub":
+        rev = dataset.get("revision")
+        return f"hub:{dataset.get('name')}" + (f"@{rev[:8]}" if rev else "")
+    return f"{source}:{dataset.get('name')}"
+
+
+def fmt(value, scale: float) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value * scale:.2f}"
+    return str(value)
+
+
+def results_rows(results: dict[str, dict]) -> list[list[str]]:
+    rows = []
+    for task, res in results.items():
+        default_scale = res.get("display_scale", 1.0)
+        metrics = res.get("metrics", {})
+        headline = res.get("headline")
+        order = ([headline] if headline in metrics else []) + [m for m in metrics if m != headline]
+        counts = res.get("counts", {})
+        for i, name in enumerate(order):
+            m = metrics[name]
+            scale = m.get("scale", default_scale)
+            rows.append([
+                task if i == 0 else "", name + (" *" if name == headline else ""), fmt(m.get("value"), scale),
+                fmt(m.get("stderr"), scale) if m.get("stderr") is not None else "-",
+                str(m.get("n")) if m.get("n") is not None else "-",
+                data_label(res.get("dataset", {})) if i == 0 else "", res.get("profile", "") if i == 0 else "",
+                f"{counts.get('failed', 0)}" if i == 0 else "",
+            ])
+    return rows
+
+
+def table(results: dict[str, dict]) -> str:
+    header = ["task", "metric", "value", "stderr", "n", "data", "profile", "failed"]
+    rows = [header] + results_rows(results)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append("* headline metric. Fractions are shown x100. Numbers on world:* data come from the embedded "
+                 "shapes world, not from the real benchmark." if any(
+                     r.get("dataset", {}).get("source") == "shapes" for r in results.values())
+                 else "* headline metric. Fractions are shown x100.")
+    return "\n".join(lines)

@@ -1,0 +1,63 @@
+"""What the executor talks to: runners (the model under evaluation and the scorers).
+
+A runner answers lists of requests of one kind with a method named after the kind (`understand`, `generate`,
+`embed`, `detect`, `judge`, ...). Constructing a runner must be cheap: weights load on first use, so a rerun whose
+answers are all cached never loads a model. `fingerprint()` must change whenever outputs could change, and must be
+computable without loading weights.
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Sequence
+
+from harness.types import Request, Response, canonical_json
+
+
+class Runner:
+    """Base class for models and scorers."""
+
+    name: str = "runner"
+    #: request kinds this runner answers; each is a method taking list[Request] -> list[Response]
+    kinds: tuple[str, ...] = ()
+    #: preferred batch size; None means the run's --batch-size
+    batch_size: int | None = None
+
+    def fingerprint(self) -> str:
+        raise NotImplementedError
+
+    def run(self, kind: str, requests: Sequence[Request]) -> list[Response]:
+        if kind not in self.kinds:
+            raise ValueError(f"{self.name} cannot answer {kind!r} requests (it answers {', '.join(self.kinds)})")
+        return getattr(self, kind)(list(requests))
+
+    def unload(self) -> None:
+        """Free weights; the next request loads them again."""
+
+    def describe(self) -> dict:
+        """Identity recorded in results (no secrets)."""
+        return {"name": self.name, "fingerprint": self.fingerprint()}
+
+
+class UnifiedModel(Runner):
+    """A unified multimodal model: `understand` (images + text -> text) and `generate` (text -> image).
+
+    Each `generate` request asks for exactly one image with its own seed (`request.seed`); tasks that want n images
+    per prompt send n requests with sample = 0..n-1, so every image is cached and resumed on its own.
+    """
+
+    kinds = ("understand", "generate")
+
+    def understand(self, requests: list[Request]) -> list[Response]:
+        raise NotImplementedError
+
+    def generate(self, requests: list[Request]) -> list[Response]:
+        raise NotImplementedError
+
+
+class Scorer(Runner):
+    """A scoring model (CLIP, a detector, a judge...) shared by every task of a run."""
+
+
+def fingerprint_of(*parts) -> str:
+    """Short stable hash of JSON-able parts, for building fingerprints."""
+    return hashlib.sha256(canonical_json(list(parts)).encode()).hexdigest()[:16]

@@ -1,0 +1,151 @@
+"""The results store: one folder per run, one sub-folder per task, written atomically as each task finishes.
+
+    <output>/<model-slug>/<run-id>/manifest.json
+    <output>/<model-slug>/<run-id>/<task>/results.json
+    <output>/<model-slug>/<run-id>/<task>/samples.jsonl
+    <output>/artifacts/<aa>/<sha256>.png          generated images, shared and deduplicated
+    <output>/cache/responses.rank<r>.sqlite       the response cache
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+from harness.errors import HarnessError
+
+PACKAGES = ("torch", "torchvision", "transformers", "tokenizers", "peft", "accelerate", "datasets", "diffusers",
+            "open_clip_torch", "timm", "dreamsim", "safetensors", "numpy", "pillow", "pandas")
+
+
+def write_json(path: Path, obj) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False, default=str) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write through a temporary file and rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: Path):
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise HarnessError(f"{path}: no such file") from None
+    except json.JSONDecodeError as e:
+        raise HarnessError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+
+
+def slug(text: str) -> str:
+    s = re.sub(r"[^A-Za-z0-9._-]+", "__", text.strip().strip("/"))
+    return s[-80:] or "model"
+
+
+def ensure_writable(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise HarnessError(f"--output {directory}: cannot write there ({e.strerror}); "
+                           "choose a writable directory") from None
+
+
+def git_sha() -> str | None:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5).stdout.strip()
+        if not sha:
+            return None
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment() -> dict:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    from harness import __version__
+    return {"harness": __version__, "git_sha": git_sha(), "python": sys.version.split()[0],
+            "platform": platform.platform(), "packages": versions}
+
+
+class RunStore:
+    """Paths and writers of one run folder."""
+
+    def __init__(self, output: Path, model_slug: str, run_id: str):
+        self.output = Path(output)
+        self.dir = self.output / model_slug / run_id
+        self.run_id = run_id
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.dir / "manifest.json"
+
+    def task_dir(self, task: str) -> Path:
+        return self.dir / task
+
+    def write_manifest(self, manifest: dict) -> None:
+        write_json(self.manifest_path, manifest)
+
+    def write_task(self, task: str, results: dict, samples: list[dict]) -> None:
+        lines = "".join(json.dumps(s, ensure_ascii=False, sort_keys=True, default=str) + "\n" for s in samples)
+        # samples first: results.json appearing is the sign that a task's files are complete
+        write_text(self.task_dir(task) / "samples.jsonl", lines)
+        write_json(self.task_dir(task) / "results.json", results)
+
+
+def load_run(run_dir: str | Path) -> tuple[dict, dict[str, dict]]:
+    """(manifest, {task: results}) of a finished or partial run folder."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "manifest.json").exists():
+        raise HarnessError(f"{run_dir}: not a run folder (no manifest.json); "
+                           "give a folder like results/<model>/<run-id>")
+    manifest = read_json(run_dir / "manifest.json")
+    results = {}
+    for task in manifest.get("tasks", []):
+        path = run_dir / task / "results.json"
+        if path.exists():
+            results[task] = read_json(path)
+    return manifest, results
+
+
+def read_samples(path: Path) -> list[dict]:
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    raise HarnessError(f"{path}: line {n} is not valid JSON") from None
+    return out
+
+
+def now() -> float:
+    return round(time.time(), 3)

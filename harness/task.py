@@ -1,0 +1,132 @@
+"""The Task contract: documents, stages of typed requests, a per-document record, and metrics.
+
+A task is a list of stages. Each stage turns one document (and the outputs of its earlier stages) into requests
+for the model or a scorer; the executor pools the requests of one (target, kind) across every task of the run and
+hands them to the runner in batches. `process` turns a document's outputs into a record (JSON-able, per-sample
+scores and intermediate values) and `aggregate` turns the records into metrics. Scoring is therefore a pure
+function of stored outputs: `rescore` re-runs it without the model.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, ClassVar
+
+from harness.errors import HarnessError
+from harness.types import MODEL, Image, Request, Response
+
+Outputs = dict[str, list[Response]]
+
+
+@dataclass
+class Stage:
+    name: str
+    build: Callable[[dict, Outputs], list[Request]]
+
+
+@dataclass
+class DatasetInfo:
+    """Where a task's documents came from; recorded in results so numbers say which data produced them."""
+
+    source: str                      # "hub", "path", "shapes" or "inline"
+    name: str                        # hub id, file path, or world dataset name
+    split: str | None = None
+    revision: str | None = None      # hub commit or world version
+    sha256: str | None = None        # content hash of the documents
+    n_total: int = 0
+    n_evaluated: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v not in (None, {}, [])}
+
+
+def understand(text: str, images=(), *, ref: str | None = None, sample: int = 0, **params) -> Request:
+    """A request to the model: images + text -> text. `params` e.g. max_new_tokens, do_sample, temperature."""
+    return Request(MODEL, "understand", text=text, images=tuple(Image.coerce(i) for i in images),
+                   params=params, sample=sample, ref=ref)
+
+
+def generate(text: str, *, ref: str | None = None, sample: int = 0, **params) -> Request:
+    """A request to the model for exactly one image (sample k of the prompt gets its own derived seed)."""
+    return Request(MODEL, "generate", text=text, params=params, sample=sample, ref=ref)
+
+
+def score(scorer: str, kind: str, *, text: str | None = None, images=(), ref: str | None = None,
+          **params) -> Request:
+    """A request to a scorer, e.g. score("clip", "embed", images=[img])."""
+    return Request(f"scorer:{scorer}", kind, text=text, images=tuple(Image.coerce(i) for i in images),
+                   params=params, ref=ref)
+
+
+class Task:
+    """Base class for benchmarks. Subclasses set the class attributes and implement the hooks."""
+
+    name: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+    description: ClassVar[str] = ""
+    #: which `--data` forms the task accepts: "hub" (default source), "path", "shapes"
+    data_sources: ClassVar[tuple[str, ...]] = ("hub", "path", "shapes")
+    profiles: ClassVar[tuple[str, ...]] = ("official",)
+    headline: ClassVar[str] = "accuracy"
+    #: metric scale for display: 100 means the metric is a fraction shown as a percentage
+    display_scale: ClassVar[float] = 100.0
+
+    def __init__(self, data: str | None = None, profile: str | None = None, limit: int | None = None, **options):
+        self.data = data
+        self.profile = profile or self.profiles[0]
+        if self.profile not in self.profiles:
+            raise HarnessError(f"task {self.name}: unknown --profile {self.profile!r}; "
+                               f"choose one of {', '.join(self.profiles)}")
+        if data is not None and data_kind(data) not in self.data_sources:
+            raise HarnessError(f"task {self.name} does not accept --data {data} "
+                               f"(accepted: {', '.join(self.data_sources)})")
+        self.limit = limit
+        self.options = options
+        self._docs: list[dict] | None = None
+        self._info: DatasetInfo | None = None
+
+    # --- data -------------------------------------------------------------------------------------------------
+    def load(self) -> tuple[list[dict], DatasetInfo]:
+        """All documents of the selected data source and its provenance (before --limit)."""
+        raise NotImplementedError
+
+    def docs(self) -> list[dict]:
+        if self._docs is None:
+            docs, info = self.load()
+            info.n_total = info.n_total or len(docs)
+            if self.limit is not None:
+                docs = docs[: self.limit]
+            info.n_evaluated = len(docs)
+            self._docs, self._info = docs, info
+        return self._docs
+
+    @property
+    def dataset_info(self) -> DatasetInfo:
+        self.docs()
+        return self._info
+
+    def doc_id(self, doc: dict) -> str:
+        return str(doc["doc_id"])
+
+    # --- stages and scoring -----------------------------------------------------------------------------------
+    def stages(self) -> list[Stage]:
+        raise NotImplementedError
+
+    def process(self, doc: dict, outputs: Outputs) -> dict:
+        raise NotImplementedError
+
+    def aggregate(self, records: list[dict]) -> dict[str, Any]:
+        """Metrics as {name: Metric | {"value", "stderr", "n"} | number}; also free-form extras under "details"."""
+        raise NotImplementedError
+
+    def settings(self) -> dict:
+        """What else moves the numbers (prompt template, generation parameters...): recorded in results."""
+        return {}
+
+
+def data_kind(data: str | None) -> str:
+    if data is None:
+        return "hub"
+    if data == "shapes" or data.startswith("shapes:"):
+        return "shapes"
+    return "path"

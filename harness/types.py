@@ -1,0 +1,215 @@
+"""Core value types: lazily loaded content-hashed images, requests, responses.
+
+A `Request` is everything a runner (the model or a scorer) needs to answer one question; its `key` is a content
+hash that never depends on the process rank or the batch position, so cached answers are found again after a crash,
+with any number of processes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from PIL import Image as PILImage
+
+
+def pixel_hash(pil: PILImage.Image) -> str:
+    """sha256 of the RGB pixels and size: the identity of an image that exists only as pixels (a generated one)."""
+    rgb = pil if pil.mode == "RGB" else pil.convert("RGB")
+    h = hashlib.sha256(b"RGB|%dx%d|" % rgb.size)
+    h.update(rgb.tobytes())
+    return h.hexdigest()
+
+
+class Image:
+    """An image identified by a content hash and decoded only when someone needs the pixels.
+
+    Identity: images that come as encoded files (dataset rows, reference folders) are hashed by their bytes, which
+    needs no decoding (hashing 200k VQAv2 rows by pixels would take many minutes); images that exist only as pixels
+    (generated ones) are hashed by pixels and stored as PNG under that hash, and come back with the hash attached.
+    """
+
+    __slots__ = ("_pil", "_path", "_loader", "_sha")
+
+    def __init__(self, pil: PILImage.Image | None = None, path: str | Path | None = None,
+                 loader: Callable[[], Any] | None = None, sha256: str | None = None):
+        if pil is None and path is None and loader is None:
+            raise ValueError("Image needs pixels, a path or a loader")
+        self._pil = pil
+        self._path = Path(path) if path is not None else None
+        self._loader = loader      # returns encoded bytes or a PIL image; called again after release()
+        self._sha = sha256
+
+    @classmethod
+    def coerce(cls, value: Any, base_dir: str | Path | None = None) -> "Image":
+        """From a PIL image, a path (relative to base_dir), encoded bytes, or a {"bytes", "path"} dict."""
+        if isinstance(value, Image):
+            return value
+        if isinstance(value, PILImage.Image):
+            return cls(pil=value)
+        if isinstance(value, dict) and ("bytes" in value or "path" in value):
+            if value.get("bytes") is not None:
+                return cls.coerce(value["bytes"])
+            value = value["path"]
+        if isinstance(value, (str, Path)):
+            p = Path(value)
+            if base_dir is not None and not p.is_absolute():
+                p = Path(base_dir) / p
+            return cls(path=p)
+        if isinstance(value, (bytes, bytearray)):
+            data = bytes(value)
+            return cls(loader=lambda: data)
+        raise TypeError(f"cannot make an image from {type(value).__name__}")
+
+    @property
+    def path(self) -> Path | None:
+        return self._path
+
+    def _encoded(self) -> bytes | None:
+        if self._path is not None:
+            return self._path.read_bytes()
+        if self._loader is not None:
+            got = self._loader()
+            if isinstance(got, (bytes, bytearray)):
+                return bytes(got)
+            self._pil = got
+        return None
+
+    def pil(self) -> PILImage.Image:
+        """The pixels as an RGB PIL image (decoded on first use and kept until release())."""
+        if self._pil is None:
+            data = self._encoded()
+            if data is not None:
+                with PILImage.open(io.BytesIO(data)) as f:
+                    f.load()
+                    self._pil = f.copy()
+        if self._pil.mode != "RGB":
+            self._pil = self._pil.convert("RGB")
+        return self._pil
+
+    @property
+    def sha256(self) -> str:
+        if self._sha is None:
+            if self._path is None and self._loader is None:
+                self._sha = pixel_hash(self._pil)
+            else:
+                data = self._encoded()
+                self._sha = hashlib.sha256(data).hexdigest() if data is not None else pixel_hash(self._pil)
+        return self._sha
+
+    def release(self) -> None:
+        """Drop decoded pixels when they can be read again, to bound memory on large datasets."""
+        if self._path is not None or self._loader is not None:
+            self._pil = None
+
+    def __repr__(self) -> str:
+        where = str(self._path) if self._path else "memory"
+        return f"Image({where}, sha256={self._sha[:12] if self._sha else '?'})"
+
+
+MODEL = "model"
+
+
+@dataclass(frozen=True)
+class Request:
+    """One unit of work for a runner. `target` is "model" or "scorer:<name>"; `kind` names the runner method."""
+
+    target: str
+    kind: str
+    text: str | None = None
+    images: tuple[Image, ...] = ()
+    params: dict = field(default_factory=dict)
+    sample: int = 0
+    ref: str | None = None
+    task: str = ""
+    doc_id: str = ""
+    stage: str = ""
+    seed: int | None = None
+
+    def key(self, fingerprint: str) -> str:
+        """Content key: runner fingerprint, kind, inputs, image hashes, params and seed; nothing positional."""
+        body = {
+            "fp": fingerprint, "target": self.target, "kind": self.kind, "text": self.text,
+            "images": [im.sha256 for im in self.images], "params": self.params, "seed": self.seed,
+        }
+        return hashlib.sha256(canonical_json(body).encode()).hexdigest()
+
+    def replace(self, **changes) -> "Request":
+        return dataclasses.replace(self, **changes)
+
+    def describe(self) -> dict:
+        """What the request asked, for samples.jsonl: text and image hashes, never pixels."""
+        out = {"target": self.target, "kind": self.kind}
+        if self.text is not None:
+            out["text"] = self.text
+        if self.images:
+            out["images"] = [im.sha256 for im in self.images]
+        if self.params:
+            out["params"] = self.params
+        if self.ref is not None:
+            out["ref"] = self.ref
+        if self.seed is not None:
+            out["seed"] = self.seed
+        return out
+
+
+@dataclass
+class Response:
+    """A runner's answer: text, images, or values (scores, embeddings, detections); `error` marks a failure."""
+
+    text: str | None = None
+    images: tuple[Image, ...] = ()
+    values: dict | None = None
+    error: str | None = None
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        # runners may hand back PIL images; the engine works with hashed Images
+        if self.images:
+            self.images = tuple(Image.coerce(im) for im in self.images)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @classmethod
+    def failure(cls, message: str) -> "Response":
+        return cls(error=message)
+
+    def payload(self) -> dict:
+        """The cacheable part (no meta): images by hash."""
+        out: dict = {}
+        if self.text is not None:
+            out["text"] = self.text
+        if self.images:
+            out["images"] = [im.sha256 for im in self.images]
+        if self.values is not None:
+            out["values"] = self.values
+        if self.error is not None:
+            out["error"] = self.error
+        return out
+
+    @classmethod
+    def from_payload(cls, payload: dict, image_for: Callable[[str], Image]) -> "Response":
+        return cls(text=payload.get("text"), images=tuple(image_for(s) for s in payload.get("images", ())),
+                   values=payload.get("values"), error=payload.get("error"))
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default)
+
+
+def _json_default(obj: Any):
+    if isinstance(obj, Image):
+        return obj.sha256
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

@@ -1,0 +1,110 @@
+"""The engine end to end on test doubles: results layout, caching, identity, batching, failures."""
+import json
+import sqlite3
+
+import pytest
+
+from harness.api import RunConfig, evaluate
+from harness.models import resolve_model
+
+
+def _run(tmp_path, tasks, **kw):
+    model_args = kw.pop("model_args", {})
+    model = resolve_model("double-model", model_args)
+    cfg = RunConfig(output=tmp_path / "out", progress=False, **kw)
+    return evaluate(model, tasks, cfg)
+
+
+def test_results_layout_and_exact_metrics(tmp_path, doubles):
+    res = _run(tmp_path, ["double_sum", "double_roundtrip"])
+    run_dir = res.run_dir
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["tasks"] == ["double_sum", "double_roundtrip"]
+    assert manifest["model"]["fingerprint"] == "double-model:a"
+    assert "packages" in manifest["env"] and manifest["config"]["seed"] == 1234
+    r = json.loads((run_dir / "double_sum" / "results.json").read_text())
+    # the double answers wrong exactly when hash % 4 == 0: recompute the expected accuracy independently
+    expected = [float(doubles._h("a", f"sum {d['a']} {d['b']}") % 4 != 0) for d in doubles._sum_docs(24)]
+    assert r["metrics"]["accuracy"]["value"] == pytest.approx(sum(expected) / 24)
+    assert r["metrics"]["accuracy"]["n"] == 24 and r["metrics"]["accuracy"]["stderr"] > 0
+    assert r["counts"] == {"requests": 24, "cached": 0, "failed": 0, "computed": 24}
+    assert r["dataset"]["n_evaluated"] == 24 and len(r["dataset"]["sha256"]) == 64
+    samples = [json.loads(x) for x in (run_dir / "double_sum" / "samples.jsonl").read_text().splitlines()]
+    assert [s["doc_id"] for s in samples] == [f"s{i}" for i in range(24)]
+    assert samples[0]["requests"]["answer"][0]["text"] == "sum 0 0" and "record" in samples[0]
+    rt = [json.loads(x) for x in (run_dir / "double_roundtrip" / "samples.jsonl").read_text().splitlines()]
+    describe = rt[1]["requests"]["describe"][0]
+    assert describe["images"] and all(len(h) == 64 for h in describe["images"])    # hashes, never pixels
+    regen = rt[1]["requests"]["regenerate"]
+    assert len(regen) == 2 and regen[0]["seed"] != regen[1]["seed"]
+    sha = regen[0]["response"]["images"][0]
+    assert (tmp_path / "out" / "artifacts" / sha[:2] / f"{sha}.png").exists()
+
+
+def test_rerun_is_all_cached_and_identical(tmp_path, doubles):
+    log = tmp_path / "calls.jsonl"
+    first = _run(tmp_path, ["double_sum", "double_roundtrip"], model_args={"log": str(log)})
+    n_calls = len(doubles.read_log(log))
+    second = _run(tmp_path, ["double_sum", "double_roundtrip"], model_args={"log": str(log)})
+    assert len(doubles.read_log(log)) == n_calls          # no model call at all
+    for task in ("double_sum", "double_roundtrip"):
+        assert second.results[task]["metrics"] == first.results[task]["metrics"]
+        c = second.results[task]["counts"]
+        assert c["cached"] == c["requests"] and c["computed"] == 0
+    assert second.run_dir == first.run_dir
+
+
+def test_different_fingerprint_gets_no_cache_hits(tmp_path, doubles):
+    _run(tmp_path, ["double_sum"])
+    other = _run(tmp_path, ["double_sum"], model_args={"variant": "b"})
+    assert other.results["double_sum"]["counts"]["cached"] == 0
+    assert other.results["double_sum"]["counts"]["computed"] == 24
+
+
+def test_no_cache_and_overwrite(tmp_path, doubles):
+    log = tmp_path / "calls.jsonl"
+    _run(tmp_path, ["double_sum"], model_args={"log": str(log)})
+    _run(tmp_path, ["double_sum"], model_args={"log": str(log)}, overwrite=True)
+    _run(tmp_path, ["double_sum"], model_args={"log": str(log)}, use_cache=False)
+    assert sum(e["n"] for e in doubles.read_log(log)) == 3 * 24
+
+
+def test_requests_pooled_across_tasks_in_batches(tmp_path, doubles):
+    log = tmp_path / "calls.jsonl"
+    _run(tmp_path, ["double_sum", "double_roundtrip"], model_args={"log": str(log)}, batch_size=16)
+    calls = doubles.read_log(log)
+    understand = [c["n"] for c in calls if c["kind"] == "understand"]
+    # 24 sums + 30 descriptions go to the model as one pool of 54 in batches of 16
+    assert understand == [16, 16, 16, 6]
+    assert [c["n"] for c in calls if c["kind"] == "generate"] == [16, 16, 16, 12]
+
+
+def test_failures_are_recorded_not_dropped(tmp_path, doubles):
+    res = _run(tmp_path, ["double_sum"], model_args={"fail_on": "sum 3 "}, batch_size=8)
+    r = res.results["double_sum"]
+    failing = [d for d in doubles._sum_docs(24) if d["a"] == 3]
+    assert r["counts"]["failed"] == len(failing) > 0
+    assert r["metrics"]["failed"]["value"] == len(failing)
+    assert r["metrics"]["accuracy"]["n"] == 24               # failures still count, as wrong
+    samples = [json.loads(x) for x in (res.run_dir / "double_sum" / "samples.jsonl").read_text().splitlines()]
+    errors = [s for s in samples if "error" in s["requests"]["answer"][0]["response"]]
+    assert len(errors) == len(failing) and "refuses" in errors[0]["requests"]["answer"][0]["response"]["error"]
+    # failures are not cached: a rerun without the fault computes exactly them
+    log = tmp_path / "calls.jsonl"
+    _run(tmp_path, ["double_sum"], model_args={"log": str(log)})
+    assert sum(e["n"] for e in doubles.read_log(log)) == len(failing)
+
+
+def test_keys_do_not_depend_on_batch_size(tmp_path, doubles):
+    _run(tmp_path, ["double_roundtrip"], batch_size=3)
+    again = _run(tmp_path, ["double_roundtrip"], batch_size=7)
+    c = again.results["double_roundtrip"]["counts"]
+    assert c["cached"] == c["requests"]
+
+
+def test_cache_is_sqlite_wal(tmp_path, doubles):
+    _run(tmp_path, ["double_sum"])
+    db = tmp_path / "out" / "cache" / "responses.rank0.sqlite"
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("SELECT COUNT(*) FROM responses WHERE target='model'").fetchone()[0] == 24
