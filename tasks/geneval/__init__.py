@@ -1,0 +1,1 @@
+"""GenEval: object-focused compositional text-to-image benchmark (detector-based verdicts)."""

@@ -1,0 +1,1 @@
+"""WISE: world-knowledge text-to-image benchmark scored by a vision-language judge."""
