@@ -1,0 +1,1 @@
+"""MMBench task (CircularEval)."""

@@ -1,0 +1,1 @@
+"""NaturalBench task."""

@@ -1,0 +1,1 @@
+"""VQAv2 and AdVQA tasks (both scored with the VQA accuracy in ``scoring``)."""
