@@ -6,7 +6,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from harness import registry
+from harness import distributed, registry
 from harness.artifacts import ArtifactStore
 from harness.cache import NullCache, ResponseCache
 from harness.errors import HarnessError
@@ -99,23 +99,52 @@ def _samples(tr: TaskRun) -> list[dict]:
     return lines
 
 
-def task_results(tr: TaskRun, records: list[dict], runners: dict[str, Runner], model_info: dict) -> dict:
-    task = tr.task
+def _used_runners(tr: TaskRun, runners: dict[str, Runner]) -> dict[str, dict]:
+    used = {req.target for per_doc in tr.requests for pairs in per_doc.values() for (req, _k) in pairs}
+    return {t: runners[t].describe() for t in sorted(used) if t in runners and t != MODEL}
+
+
+def task_results(task: Task, records: list[dict], stats: dict, runners: dict[str, dict], model_info: dict,
+                 started: float, runner_seconds: float = 0.0) -> dict:
     metrics = task.aggregate(records)
     details = metrics.pop("details", None) if isinstance(metrics, dict) else None
-    used = {t for per_doc in tr.requests for pairs in per_doc.values() for (req, _k) in pairs
-            for t in [req.target]}
     return {
         "task": task.name, "version": task.version, "headline": task.headline,
         "metrics": normalize(metrics), "details": details,
-        "counts": tr.stats.to_dict(), "dataset": task.dataset_info.to_dict(), "profile": task.profile,
-        "settings": task.settings(), "model": model_info,
-        "runners": {t: runners[t].describe() for t in sorted(used) if t in runners and t != MODEL},
+        "counts": stats, "dataset": task.dataset_info.to_dict(), "profile": task.profile,
+        "settings": task.settings(), "model": model_info, "runners": runners,
         "display_scale": task.display_scale,
-        "timing": {"started": round(tr.stats.started, 3), "finished": now(),
-                   "wall_seconds": round(now() - tr.stats.started, 3),
-                   "runner_seconds": round(tr.stats.runner_seconds, 3)},
+        "timing": {"started": round(started, 3), "finished": now(), "wall_seconds": round(now() - started, 3),
+                   "runner_seconds": round(runner_seconds, 3)},
     }
+
+
+def _finish_task(tr: TaskRun, runners: dict[str, Runner], model_info: dict, store: RunStore, rank: int,
+                 world: int) -> dict | None:
+    """Write a finished task's files; with several processes, rank 0 merges every rank's shard first."""
+    samples = _samples(tr)
+    described = _used_runners(tr, runners)
+    stats = tr.stats.to_dict()
+    if world > 1:
+        task_dir = store.task_dir(tr.task.name)
+        distributed.write_shard(task_dir, rank, {"records": tr.records, "samples": samples, "stats": stats,
+                                                 "runners": described, "seconds": tr.stats.runner_seconds})
+        distributed.barrier(distributed.Dist(rank, world))
+        if rank != 0:
+            return None
+        shards = distributed.read_shards(task_dir, world)
+        records = distributed.merge_in_doc_order([s["records"] for s in shards], world)
+        samples = distributed.merge_in_doc_order([s["samples"] for s in shards], world)
+        stats = {k: sum(s["stats"][k] for s in shards) for k in stats}
+        described = {k: v for s in shards for k, v in s["runners"].items()}
+        seconds = sum(s["seconds"] for s in shards)
+        for r in range(world):
+            distributed.shard_path(task_dir, r).unlink(missing_ok=True)
+    else:
+        records, seconds = tr.records, tr.stats.runner_seconds
+    res = task_results(tr.task, records, stats, described, model_info, tr.stats.started, seconds)
+    store.write_task(tr.task.name, res, samples)
+    return res
 
 
 def evaluate(model, tasks, config: RunConfig | None = None) -> RunResult:
@@ -165,13 +194,14 @@ def evaluate(model, tasks, config: RunConfig | None = None) -> RunResult:
     results: dict[str, dict] = {}
 
     def on_task_done(tr: TaskRun) -> None:
-        res = task_results(tr, tr.records, pool.used(), model_info)
-        store.write_task(tr.task.name, res, _samples(tr))
-        results[tr.task.name] = res
+        res = _finish_task(tr, pool.used(), model_info, store, config.rank, config.world_size)
+        if res is not None:
+            results[tr.task.name] = res
 
     executor = Executor(pool, cache, ArtifactStore(output / "artifacts"), batch_size=config.batch_size,
                         seed=config.seed, read_cache=not config.overwrite, rank=config.rank,
-                        world=config.world_size, progress=config.progress, on_task_done=on_task_done)
+                        world=config.world_size, progress=config.progress and config.rank == 0,
+                        on_task_done=on_task_done)
     try:
         executor.run(task_objs)
         manifest["status"] = "complete"
@@ -182,6 +212,8 @@ def evaluate(model, tasks, config: RunConfig | None = None) -> RunResult:
         manifest["status"] = "failed"
         raise
     finally:
+        if config.world_size > 1 and manifest["status"] == "complete":
+            distributed.barrier(distributed.Dist(config.rank, config.world_size))
         manifest["finished"] = now()
         manifest["invocations"][-1].update(status=manifest["status"], finished=manifest["finished"])
         if config.rank == 0:

@@ -18,20 +18,33 @@ def cmd_run(args, argv) -> int:
         raise HarnessError("--limit must be a positive number of documents")
     if args.batch_size < 1:
         raise HarnessError("--batch-size must be at least 1")
+    from harness import distributed
+
+    dist = distributed.from_env()
     model_args = _json_arg("--model-args", args.model_args)
     if args.device:
         model_args["device"] = args.device
+    elif dist.world > 1:
+        model_args["device"] = _rank_device(dist)
     model = resolve_model(args.model, model_args)
     data = args.data if args.data is not None else getattr(model, "default_data", None)
     config = RunConfig(output=args.output, data=data, limit=args.limit, batch_size=args.batch_size,
                        seed=args.seed, profile=args.profile, use_cache=not args.no_cache,
                        overwrite=args.overwrite, run_name=args.run_name, tags=_tags(args.tag),
                        scorer_args=_json_arg("--scorer-args", args.scorer_args), progress=not args.no_progress,
-                       cli=["python", "-m", "harness", *argv])
+                       cli=["python", "-m", "harness", *argv], rank=dist.rank, world_size=dist.world)
     result = evaluate(model, args.tasks.split(","), config)
-    print(table(result.results))
-    print(f"\nresults: {result.run_dir}")
+    if dist.main:
+        print(table(result.results))
+        print(f"\nresults: {result.run_dir}")
     return 0
+
+
+def _rank_device(dist) -> str | None:
+    """One GPU per process under torchrun / accelerate launch; the adapter's own choice on CPU-only machines."""
+    import torch
+
+    return f"cuda:{dist.local_rank}" if torch.cuda.is_available() else "cpu"
 
 
 def cmd_tasks(args, argv) -> int:
@@ -117,7 +130,10 @@ def cmd_score(args, argv) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         runs = Executor(pool, NullCache(), ArtifactStore(tmp), progress=False).run([task])
     tr = runs[0]
-    res = task_results(tr, tr.records, pool.used(), {"spec": model.spec, "fingerprint": model.fingerprint()})
+    from harness.api import _used_runners
+
+    res = task_results(task, tr.records, tr.stats.to_dict(), _used_runners(tr, pool.used()),
+                       {"spec": model.spec, "fingerprint": model.fingerprint()}, tr.stats.started)
     res["missing_predictions"] = tr.stats.failed
     print(json.dumps({"task": task.name, "profile": task.profile, "metrics": res["metrics"],
                       "missing_predictions": tr.stats.failed}, indent=2))

@@ -1,0 +1,64 @@
+"""Data-parallel evaluation: rank and world from the launcher, a barrier, and per-rank shard files.
+
+Each process takes docs[rank::world] of every task and runs all of its stages; it writes its own cache shard and,
+when a task finishes, its own shard of records and samples. After a barrier rank 0 merges the shards in global
+document order and writes the task's files. Only small files cross process boundaries: nothing large goes through
+collectives, and there is no padding (ranks may hold different numbers of documents).
+Works with `torchrun` and `accelerate launch` (both set RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def from_env() -> Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", str(rank)))
+    return Dist(rank, world, local)
+
+
+def barrier(dist: Dist) -> None:
+    """Wait for every rank. Stages can be unbalanced between ranks (a slow judge, a big image), hence the long timeout."""
+    if dist.world <= 1:
+        return
+    import torch.distributed as td
+
+    if not td.is_initialized():
+        td.init_process_group(backend="gloo", rank=dist.rank, world_size=dist.world, timeout=timedelta(hours=12))
+    td.barrier()
+
+
+def shard_path(task_dir: Path, rank: int) -> Path:
+    return task_dir / f".shard.rank{rank}.json"
+
+
+def write_shard(task_dir: Path, rank: int, payload: dict) -> None:
+    from harness.store import write_text
+
+    write_text(shard_path(task_dir, rank), json.dumps(payload, default=str))
+
+
+def read_shards(task_dir: Path, world: int) -> list[dict]:
+    return [json.loads(shard_path(task_dir, r).read_text()) for r in range(world)]
+
+
+def merge_in_doc_order(per_rank: list[list], world: int) -> list:
+    """Inverse of docs[rank::world]: global document i sits at position i // world of rank i % world."""
+    total = sum(len(x) for x in per_rank)
+    return [per_rank[i % world][i // world] for i in range(total)]

@@ -1,0 +1,92 @@
+"""Data-parallel evaluation with 2 processes (torchrun, gloo) against 1 process, and resume across world sizes."""
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import DOUBLES, ROOT, run_cli
+
+pytestmark = pytest.mark.slow
+TASKS = "double_roundtrip,double_sum"
+TOTAL_MODEL_REQUESTS = 30 + 60 + 24
+
+
+def _torchrun(nproc: int, *args) -> list[str]:
+    # the README's launch command, with the CPU-only gloo backend chosen by the harness
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+            "-m", "harness", *map(str, args)]
+
+
+def _args(out, log, delay=0.0):
+    return ["run", "--include", DOUBLES, "--model", "double-model", "--model-args",
+            json.dumps({"log": str(log), "delay": delay}), "--tasks", TASKS, "--batch-size", "2",
+            "--output", out, "--no-progress"]
+
+
+def _outputs(out) -> dict:
+    got = {}
+    for task in TASKS.split(","):
+        [res] = out.glob(f"*/*/{task}/results.json")
+        got[task] = (json.loads(res.read_text())["metrics"], json.loads(res.read_text())["counts"]["requests"],
+                     res.with_name("samples.jsonl").read_text())
+    return got
+
+
+def _model_rows(out) -> int:
+    n = 0
+    for db in (out / "cache").glob("responses.rank*.sqlite"):
+        try:
+            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+            n += con.execute("SELECT COUNT(*) FROM responses WHERE target='model'").fetchone()[0]
+            con.close()
+        except sqlite3.OperationalError:
+            pass
+    return n
+
+
+def test_two_processes_match_one(tmp_path, doubles):
+    one = run_cli(*_args(tmp_path / "one", tmp_path / "one.log"))
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run(_torchrun(2, *_args(tmp_path / "two", tmp_path / "two.log")), cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert _outputs(tmp_path / "one") == _outputs(tmp_path / "two")
+    pids = {e["pid"] for e in doubles.read_log(tmp_path / "two.log")}
+    assert len(pids) == 2                                           # both ranks did model work
+    assert sorted(p.name for p in (tmp_path / "two" / "cache").glob("*.sqlite")) == [
+        "responses.rank0.sqlite", "responses.rank1.sqlite"]
+    assert two.stdout.count("results: ") == 1                       # only rank 0 reports
+    assert not list((tmp_path / "two").rglob(".shard.*"))           # shards merged and removed
+
+
+def test_kill_two_processes_resume_with_one(tmp_path, doubles):
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(_torchrun(2, *_args(out, tmp_path / "first.log", delay=0.15)), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 180
+    while _model_rows(out) < 30 and time.time() < deadline:
+        time.sleep(0.05)
+    # torchrun starts each rank in a session of its own: kill -9 the ranks themselves, then the launcher
+    ranks = [int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                                            text=True).stdout.split()]
+    assert len(ranks) == 2
+    for pid in ranks:
+        os.kill(pid, signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    for pid in ranks:
+        while os.path.exists(f"/proc/{pid}") and "zombie" not in open(f"/proc/{pid}/status").read():
+            time.sleep(0.02)
+    committed = _model_rows(out)
+    assert 30 <= committed < TOTAL_MODEL_REQUESTS
+    resumed = run_cli(*_args(out, tmp_path / "second.log"))
+    assert resumed.returncode == 0, resumed.stderr
+    assert sum(e["n"] for e in doubles.read_log(tmp_path / "second.log")) == TOTAL_MODEL_REQUESTS - committed
+    ref = run_cli(*_args(tmp_path / "ref", tmp_path / "ref.log"))
+    assert ref.returncode == 0
+    assert _outputs(out) == _outputs(tmp_path / "ref")
