@@ -201,7 +201,7 @@ def evaluate(model, tasks, config: RunConfig | None = None) -> RunResult:
     executor = Executor(pool, cache, ArtifactStore(output / "artifacts"), batch_size=config.batch_size,
                         seed=config.seed, read_cache=not config.overwrite, rank=config.rank,
                         world=config.world_size, progress=config.progress and config.rank == 0,
-                        on_task_done=on_task_done)
+                        on_task_done=on_task_done, progress_dir=output / "cache")
     try:
         executor.run(task_objs)
         manifest["status"] = "complete"

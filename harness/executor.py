@@ -85,7 +85,8 @@ class RunnerPool:
 class Executor:
     def __init__(self, pool: RunnerPool, cache, artifacts: ArtifactStore, *, batch_size: int = 8,
                  seed: int = 1234, read_cache: bool = True, rank: int = 0, world: int = 1,
-                 progress: bool = True, on_task_done: Callable[[TaskRun], None] | None = None):
+                 progress: bool = True, on_task_done: Callable[[TaskRun], None] | None = None,
+                 progress_dir=None):
         self.pool = pool
         self.cache = cache
         self.artifacts = artifacts
@@ -95,6 +96,9 @@ class Executor:
         self.rank, self.world = rank, world
         self.progress = progress
         self.on_task_done = on_task_done
+        # with several processes every rank reports its counts here and rank 0's bar shows the global total
+        self.progress_dir = progress_dir if world > 1 else None
+        self._round = 0
 
     # --- public ---------------------------------------------------------------------------------------------
     def run(self, tasks: list[Task]) -> list[TaskRun]:
@@ -122,6 +126,7 @@ class Executor:
             for (target, kind) in sorted(groups, key=lambda g: (g[0] != MODEL, g)):
                 self._run_group(target, kind, groups[(target, kind)])
             r += 1
+            self._round = r
         return runs
 
     # --- internals ------------------------------------------------------------------------------------------
@@ -163,6 +168,8 @@ class Executor:
         failed = 0
         seconds = 0.0
         size = runner.batch_size or self.batch_size
+        report = _GlobalProgress(self.progress_dir, self.rank, self.world, f"{self._round}.{target}.{kind}", bar,
+                                 len(unique), len(unique) - len(misses))
         try:
             for start in range(0, len(misses), size):
                 chunk = misses[start:start + size]
@@ -186,6 +193,7 @@ class Executor:
                         im.release()
                 bar.update(len(chunk))
                 bar.set_postfix(cached=len(unique) - len(misses), failed=failed, refresh=False)
+                report.update(len(chunk))
         finally:
             bar.close()
         computed_by_task: dict[int, int] = defaultdict(int)
@@ -221,3 +229,36 @@ class Executor:
         tr.records = [tr.task.process(doc, out) for doc, out in zip(tr.docs, tr.outputs)]
         if self.on_task_done is not None:
             self.on_task_done(tr)
+
+
+class _GlobalProgress:
+    """Per-rank progress files; rank 0 shows the sum of every rank's totals (no collectives, no waiting)."""
+
+    def __init__(self, directory, rank: int, world: int, group: str, bar, total: int, done: int):
+        self.dir, self.rank, self.world, self.group, self.bar = directory, rank, world, group, bar
+        self.total, self.done = total, done
+        self.update(0)
+
+    def update(self, n: int) -> None:
+        if self.dir is None:
+            return
+        import json
+        from harness.store import write_text
+
+        self.done += n
+        write_text(self.dir / f"progress.rank{self.rank}.json",
+                   json.dumps({"group": self.group, "total": self.total, "done": self.done}))
+        if self.rank != 0:
+            return
+        total = done = 0
+        for r in range(self.world):
+            try:
+                state = json.loads((self.dir / f"progress.rank{r}.json").read_text())
+            except (OSError, ValueError):
+                continue
+            if state.get("group") == self.group:
+                total, done = total + state["total"], done + state["done"]
+        if total > self.bar.total:
+            self.bar.total = total
+        self.bar.n = max(self.bar.n, done)
+        self.bar.refresh()
