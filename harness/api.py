@@ -143,7 +143,10 @@ def _finish_task(tr: TaskRun, runners: dict[str, Runner], model_info: dict, stor
     else:
         records, seconds = tr.records, tr.stats.runner_seconds
     res = task_results(tr.task, records, stats, described, model_info, tr.stats.started, seconds)
-    store.write_task(tr.task.name, res, samples)
+    extras = tr.task.extra_files(records)
+    if extras:
+        res["files"] = sorted(extras)
+    store.write_task(tr.task.name, res, samples, extras)
     return res
 
 

@@ -175,3 +175,87 @@ def content_sha256(rows: Iterable[dict]) -> str:
         h.update(canonical_json(row).encode())
         h.update(b"\n")
     return h.hexdigest()
+
+
+# --- one resolver for every task: the hub, a local path, or the embedded world ---------------------------------
+
+def cache_root() -> Path:
+    import os
+
+    return Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "harness"))
+
+
+def world_rows(benchmark: str, image_columns: Sequence[str] = (), **options) -> tuple[list[dict], "DatasetInfo"]:
+    """A world dataset in the benchmark's schema: generated once, stored as parquet, read like any local file.
+
+    Reading the stored file through `load_rows` means `--data shapes` exercises the same loader as `--data PATH`.
+    """
+    from harness.task import DatasetInfo
+    from harness.world import WORLD_VERSION, build
+
+    tag = hashlib.sha256(canonical_json(options).encode()).hexdigest()[:10]
+    path = cache_root() / "world" / WORLD_VERSION / f"{benchmark}-{tag}.parquet"
+    if not path.exists():
+        rows = build(benchmark, **options)
+        write_parquet(path, rows, image_columns)
+    rows = load_rows(path, image_columns=image_columns, what="--data shapes")
+    info = DatasetInfo("shapes", benchmark, revision=WORLD_VERSION, sha256=content_sha256(rows),
+                       extra={"options": options} if options else {})
+    return rows, info
+
+
+def write_parquet(path: Path, rows: list[dict], image_columns: Sequence[str] = ()) -> None:
+    """Rows to parquet with image columns as Hugging Face {"bytes", "path"} records; written atomically."""
+    import io
+    import os
+    import tempfile
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def encode(value):
+        if value is None:
+            return None
+        pil = value.pil() if isinstance(value, Image) else value
+        buf = io.BytesIO()
+        pil.save(buf, format="PNG")
+        return {"bytes": buf.getvalue(), "path": None}
+
+    table_rows = [{k: (encode(v) if k in image_columns else v) for k, v in row.items()} for row in rows]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        pq.write_table(pa.Table.from_pylist(table_rows), tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def resolve_rows(data: str | None, *, hub: dict | None, world: str | None, image_columns: Sequence[str] = (),
+                 required: Sequence[str] = (), world_options: dict | None = None) -> tuple[list[dict], "DatasetInfo"]:
+    """Rows and provenance for `--data`: None -> the hub dataset, "shapes" -> the world, else a local path.
+
+    `hub` = {"repo": id, "config": name or None, "split": name, "revision": commit or None}.
+    """
+    from harness.task import DatasetInfo, data_kind
+
+    kind = data_kind(data)
+    if kind == "shapes":
+        if world is None:
+            raise DataError("this task has no embedded-world dataset; omit --data shapes")
+        return world_rows(world, image_columns, **(world_options or {}))
+    if kind == "path":
+        rows = load_rows(data, image_columns=image_columns, required=required)
+        return rows, DatasetInfo("path", str(data), sha256=content_sha256(rows))
+    if hub is None:
+        raise DataError("this task has no default dataset; pass --data PATH")
+    rows, revision = load_hub(hub["repo"], hub.get("config"), hub["split"], hub.get("revision"), image_columns)
+    for n, row in enumerate(rows, 1):
+        missing = [c for c in required if c not in row]
+        if missing:
+            raise DataError(f"dataset {hub['repo']}: row {n} has no column {missing[0]!r}")
+    return rows, DatasetInfo("hub", hub["repo"], split=hub["split"], revision=revision,
+                             sha256=content_sha256(rows), extra={"config": hub.get("config")} if hub.get("config")
+                             else {})

@@ -31,11 +31,15 @@ def write_json(path: Path, obj) -> None:
 
 def write_text(path: Path, text: str) -> None:
     """Write through a temporary file and rename, so readers never see half a file."""
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -113,9 +117,14 @@ class RunStore:
     def write_manifest(self, manifest: dict) -> None:
         write_json(self.manifest_path, manifest)
 
-    def write_task(self, task: str, results: dict, samples: list[dict]) -> None:
+    def write_task(self, task: str, results: dict, samples: list[dict], extras: dict | None = None) -> None:
         lines = "".join(json.dumps(s, ensure_ascii=False, sort_keys=True, default=str) + "\n" for s in samples)
-        # samples first: results.json appearing is the sign that a task's files are complete
+        # samples and extras first: results.json appearing is the sign that a task's files are complete
+        for name, content in (extras or {}).items():
+            if isinstance(content, bytes):
+                write_bytes(self.task_dir(task) / name, content)
+            else:
+                write_text(self.task_dir(task) / name, content)
         write_text(self.task_dir(task) / "samples.jsonl", lines)
         write_json(self.task_dir(task) / "results.json", results)
 

@@ -119,6 +119,10 @@ class Task:
         """Metrics as {name: Metric | {"value", "stderr", "n"} | number}; also free-form extras under "details"."""
         raise NotImplementedError
 
+    def extra_files(self, records: list[dict]) -> dict[str, str | bytes]:
+        """Files to write beside results.json (e.g. a leaderboard-server submission): name -> content."""
+        return {}
+
     def settings(self) -> dict:
         """What else moves the numbers (prompt template, generation parameters...): recorded in results."""
         return {}
