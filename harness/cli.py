@@ -1,4 +1,4 @@
-"""Command line: python -m harness {run,tasks,models,scorers,show,score,rescore}."""
+"""Command line: python -m harness {run,tasks,models,scorers,show,score,rescore,leaderboard}."""
 from __future__ import annotations
 
 import argparse
@@ -93,6 +93,20 @@ def build_parser() -> argparse.ArgumentParser:
     rescore.add_argument("--profile", default=None, help="rescore under another scoring profile")
     rescore.add_argument("--no-progress", action="store_true", help="hide progress bars")
     _common(rescore)
+
+    board = sub.add_parser("leaderboard", help="regenerate leaderboards from stored results",
+                           description="Build leaderboards (Markdown, CSV, JSON and one static HTML page) from the "
+                                       "results store, as declared in leaderboards/*.yaml.")
+    board.add_argument("names", nargs="*", metavar="NAME", help="boards to build (default: all)")
+    board.add_argument("--all", action="store_true", help="build every board (the default when no NAME is given)")
+    board.add_argument("--results", default="results", help="results folder to read (default ./results)")
+    board.add_argument("--out", default=None, help="output folder (default ./leaderboards/out)")
+    board.add_argument("--specs", default=None, help="folder of leaderboard specs (default: this checkout's "
+                       "leaderboards/)")
+    board.add_argument("--include-reported", action="store_true",
+                       help="add published numbers (leaderboards/reported.yaml) as rows marked reported")
+    _common(board)
+
     return parser
 
 
@@ -109,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         registry.include(args.include)
         from harness import commands
 
-        return getattr(commands, f"cmd_{args.command}")(args, argv) or 0
+        return getattr(commands, f"cmd_{args.command.replace('-', '_')}")(args, argv) or 0
     except HarnessError as e:
         if args.debug:
             raise

@@ -169,3 +169,20 @@ def cmd_rescore(args, argv) -> int:
     print(table(result.results))
     print(f"\nrescored: {result.run_dir}")
     return 0
+
+
+def cmd_leaderboard(args, argv) -> int:
+    import sys
+
+    from harness.leaderboard import DEFAULT_OUT, build_boards, write_boards
+
+    if args.all and args.names:
+        raise HarnessError("give board names or --all, not both")
+    boards, warnings = build_boards(args.results, args.names or None, spec_dir=args.specs,
+                                    include_reported=args.include_reported)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    for path in write_boards(boards, args.out or DEFAULT_OUT):
+        print(path)
+    return 0
+

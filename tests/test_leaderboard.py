@@ -1,0 +1,312 @@
+"""Leaderboards from a results store written here in the engine's real format (manifest.json + results.json)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.leaderboard import build_all, build_boards
+from harness.leaderboard.render import markdown
+
+#: task -> (headline metric, display_scale): unified_bench is stored on its own 0-100 scale
+TASKS = {"vqav2_val": ("accuracy", 100.0), "mmmu_val": ("accuracy", 100.0), "pope": ("f1", 100.0),
+         "mmbench_en_dev": ("circular_accuracy", 100.0), "naturalbench": ("g_acc", 100.0),
+         "advqa_val": ("accuracy", 100.0), "geneval": ("overall", 100.0), "wise": ("overall", 100.0),
+         "unified_bench": ("overall", 1.0), "unified_bench_uae": ("overall", 1.0)}
+HUB = {"vqav2_val": "lmms-lab/VQAv2", "mmmu_val": "MMMU/MMMU", "pope": "lmms-lab/POPE",
+       "mmbench_en_dev": "lmms-lab/MMBench", "naturalbench": "BaiqiL/NaturalBench", "advqa_val": "facebook/advqa",
+       "geneval": "geneval/prompts", "wise": "Yuwei-Niu/WISE", "unified_bench": "UAE/UniBench",
+       "unified_bench_uae": "UAE/UniBench"}
+#: UniGame Tables 1-2, Janus-Pro-7B base, in the units the tasks store (fractions; UnifiedBench 0-100)
+JANUS = {"vqav2_val": 0.782, "mmmu_val": 0.410, "mmbench_en_dev": 0.792, "pope": 0.874, "geneval": 0.80,
+         "wise": 0.35, "unified_bench": 82.77, "unified_bench_uae": 82.77, "naturalbench": 0.738,
+         "advqa_val": 0.342}
+
+
+def task_result(task, value, stderr=None, *, source="hub", profile="official", version="1", settings=None,
+                n=1000, n_total=None, model="m"):
+    metric, scale = TASKS[task]
+    if settings is None:
+        settings = {"unified_bench": {"backbone_set": "unigame"}, "unified_bench_uae": {"backbone_set": "uae"},
+                    "wise": {"protocol": "legacy", "judge": {"model": "gpt-4o-2024-05-13"}}}.get(task, {})
+    name, rev = (HUB[task], "a1b2c3d4e5f60718") if source == "hub" else (task, "world-v1")
+    return {
+        "task": task, "version": version, "headline": metric,
+        "metrics": {metric: {"value": value, "stderr": stderr, "n": n}}, "details": None,
+        "counts": {"requests": n, "cached": 0, "failed": 0, "computed": n},
+        "dataset": {"source": source, "name": name, "split": "validation", "revision": rev, "sha256": "0" * 64,
+                    "n_total": n_total or n, "n_evaluated": n},
+        "profile": profile, "settings": settings, "model": {"spec": model, "name": model, "fingerprint": model},
+        "runners": {}, "display_scale": scale,
+        "timing": {"started": 1.0, "finished": 2.0, "wall_seconds": 1.0, "runner_seconds": 1.0},
+    }
+
+
+def write_run(root: Path, model: str, run_id: str, results: dict, *, finished: float, tags=None,
+              status="complete") -> Path:
+    """results: task -> results.json dict, or a plain value (official hub result, no stderr)."""
+    run = root / model / run_id
+    results = {t: r if isinstance(r, dict) else task_result(t, r, model=model) for t, r in results.items()}
+    manifest = {"run_id": run_id, "status": status, "started": finished - 10, "finished": finished,
+                "model": {"spec": model, "name": model, "fingerprint": model + ":fp"}, "tasks": list(results),
+                "config": {"seed": 1234, "tags": tags or {}}, "data": {t: r["dataset"] for t, r in results.items()},
+                "env": {"harness": "0.1.0"}, "tags": tags or {},
+                "invocations": [{"cli": ["python", "-m", "harness", "run"], "started": finished - 10,
+                                 "status": status, "finished": finished}]}
+    for task, res in results.items():
+        (run / task).mkdir(parents=True, exist_ok=True)
+        (run / task / "results.json").write_text(json.dumps(res, indent=2))
+        (run / task / "samples.jsonl").write_text("")
+    (run / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return run
+
+
+def scaled(factor: float, base=JANUS) -> dict:
+    return {t: (v + factor if t.startswith("unified") else v + factor / 100) for t, v in base.items()}
+
+
+def make_store(root: Path) -> Path:
+    """Measured Janus-Pro rows (base, SFT x2 seeds, UniGame), mismatching cells, a world run and noise."""
+    tags = {"base_model": "Janus-Pro-7B", "seed": "0"}
+    write_run(root, "janus-pro-7b", "run-base", JANUS, finished=100,
+              tags={**tags, "method": "base", "step": "0"})
+    for seed, bump in (("0", 1.0), ("1", 2.0)):
+        for step, extra in (("8000", 0.0), ("16000", bump)):
+            write_run(root, f"ckpt-sft-s{seed}-{step}", "run-1", scaled(extra), finished=200 + int(step) / 1000,
+                      tags={**tags, "method": "sft", "step": step, "seed": seed, "train_run": f"sft-s{seed}"})
+    for step, extra in (("8000", 2.0), ("16000", 5.0)):
+        write_run(root, f"ckpt-unigame-s0-{step}", "run-1", scaled(extra), finished=300 + int(step) / 1000,
+                  tags={**tags, "method": "unigame", "step": step, "train_run": "unigame-s0"})
+    # one model whose cells each break one requirement, next to one good cell
+    write_run(root, "other-model", "run-mixed", {
+        "vqav2_val": task_result("vqav2_val", 0.70, 0.004),
+        "mmmu_val": task_result("mmmu_val", 0.30, profile="lmms"),
+        "pope": task_result("pope", 0.80, source="path"),
+        "mmbench_en_dev": task_result("mmbench_en_dev", 0.60, version="0"),
+        "advqa_val": task_result("advqa_val", 0.30, n=10, n_total=1000),
+        "unified_bench": task_result("unified_bench", 70.0, settings={"backbone_set": "uae"}),
+        "wise": task_result("wise", 0.30, settings={"protocol": "legacy", "judge": {"model": "qwen2.5-vl-72b"}}),
+    }, finished=400)
+    # the bundled model on the embedded world: world boards only
+    write_run(root, "tiny-janus", "run-world", {t: task_result(t, 0.5 if scale > 1 else 50.0, 0.01,
+                                                              source="shapes") for t, (_, scale) in TASKS.items()},
+              finished=500)
+    write_run(root, "janus-pro-7b", "run-unfinished", {"vqav2_val": 0.99}, finished=600, status="running")
+    (root / "cache").mkdir()
+    return root
+
+
+@pytest.fixture()
+def store(tmp_path):
+    return make_store(tmp_path / "results")
+
+
+def board(store, name, **kw):
+    boards, warnings = build_boards(store, [name], **kw)
+    assert warnings == []
+    return boards[0]
+
+
+def test_build_twice_is_byte_identical(store, tmp_path):
+    from harness.leaderboard import write_boards
+    from harness.leaderboard.render import to_csv, to_json
+
+    def texts():
+        boards, _ = build_boards(store, include_reported=True)
+        assert len(boards) == 12
+        return [f(b) for b in boards for f in (markdown, to_csv, to_json)]
+
+    assert texts() == texts()
+    # the page too, plots included (fixed SVG hash salt, no dates), here for one board to keep the test fast
+    pages = []
+    for out in ("a", "b"):
+        write_boards(build_boards(store, ["consistency"], include_reported=True)[0], tmp_path / out)
+        pages.append((tmp_path / out / "index.html").read_bytes())
+    assert pages[0] == pages[1]
+
+
+def test_golden_robustness_table(tmp_path):
+    root = tmp_path / "results"
+    write_run(root, "model-a", "run-1", {"naturalbench": task_result("naturalbench", 0.738, 0.0125),
+                                         "advqa_val": 0.342}, finished=10)
+    write_run(root, "model-b", "run-1", {"naturalbench": 0.786, "advqa_val": task_result("advqa_val", 0.3, n=10,
+                                                                                         n_total=20)}, finished=20)
+    build_all(root, tmp_path / "out", ["robustness"])
+    assert (tmp_path / "out" / "robustness.md").read_text() == GOLDEN_MD
+    assert (tmp_path / "out" / "robustness.csv").read_text() == GOLDEN_CSV
+
+
+GOLDEN_MD = """\
+# Robustness
+
+NaturalBench (G-Acc, natural adversarial pairs) and AdVQA (human-adversarial questions).
+
+Real benchmark data only; numbers from the embedded shapes world are never shown here. Every cell requires data \
+source 'hub', scoring profile 'official', the newest task version in the store, the whole dataset (no --limit).
+
+| Model | NaturalBench G-Acc | AdVQA |
+|---|---:|---:|
+| model-b | 78.60 | - [1] |
+| model-a | 73.80 ± 1.25 | 34.20 |
+
+± is the standard error of the benchmark mean. Empty cell: not evaluated. `-` with a note: results exist but do \
+not meet the column's requirements, or have no value; they are never mixed in.
+
+Columns:
+- NaturalBench G-Acc (Robustness): naturalbench g_acc; data: hub:BaiqiL/NaturalBench@a1b2c3d4
+- AdVQA (Robustness): advqa_val accuracy; data: hub:facebook/advqa@a1b2c3d4
+
+Notes:
+[1] AdVQA: evaluated 10 of 20 documents (--limit); the table needs the whole set
+"""
+GOLDEN_CSV = """\
+model,seeds,reported,naturalbench,naturalbench_stderr,naturalbench_spread,naturalbench_note,advqa,advqa_stderr,\
+advqa_spread,advqa_note
+model-b,,no,78.6,,,,,,,AdVQA: evaluated 10 of 20 documents (--limit); the table needs the whole set
+model-a,,no,73.8,1.25,,,34.2,,,
+"""
+
+
+def test_build_all_writes_every_board_and_one_page(store, tmp_path):
+    names = ["understanding", "training_curves", "post_training_world"]
+    written = build_all(store, tmp_path / "out", names=names)
+    assert [p.name for p in written] == [f"{n}.{s}" for n in names for s in ("md", "csv", "json")] + ["index.html"]
+    page = (tmp_path / "out" / "index.html").read_text()
+    assert all(f'id="{n}"' in page for n in names) and "<svg" not in page
+    assert page.count('<img class="plot"') == 2             # bars and curves; the empty world board draws none
+    assert 'alt="Training curves"' in page
+    assert "No stored results meet this table's requirements yet." in page
+    assert (tmp_path / "out" / "post_training_world.md").read_text().count("No stored results") == 1
+    assert not any(x in page for x in ('src="http', 'href="http', "@import", "url(http"))
+
+
+def cells(board, label):
+    rows = [r for r in board.rows if r.label(board.spec) == label]
+    assert len(rows) == 1, [r.label(board.spec) for r in board.rows]
+    return rows[0].cells
+
+
+def test_mismatched_cells_are_blanked_with_their_reason(store):
+    und = board(store, "understanding")
+    other = cells(und, "other-model")
+    assert other["vqav2"].value == pytest.approx(70.0) and other["vqav2"].stderr == pytest.approx(0.4)
+    expected = {"mmmu": "MMMU: scoring profile 'lmms'; the column needs 'official'",
+                "mmbench": "MMBench: task version '0'; the column needs '1'",
+                "pope": "POPE: data source 'path'; the column needs 'hub'",
+                "overall": "Overall needs MMMU, MMBench, POPE (not evaluated or not comparable)"}
+    text = markdown(und)
+    for cid, note in expected.items():
+        assert other[cid].value is None and other[cid].notes == [note]
+        assert f"[{other[cid].note_ids[0]}] {note}" in text
+    assert "| other-model | 70.00 ± 0.40 | - [1] | - [2] | - [3] | - [4] |" in text
+    # the newest run of janus-pro-7b is unfinished; the embedded world never reaches a real board
+    assert cells(und, "janus-pro-7b")["vqav2"].value == pytest.approx(78.2)
+    assert "tiny-janus" not in text
+    cons = cells(board(store, "consistency"), "other-model")
+    assert cons["unified_bench"].notes == ["UnifiedBench: UnifiedBench backbone set 'uae'; the column needs 'unigame'"]
+    assert cons["wise"].notes == ["WISE: judge 'qwen2.5-vl-72b'; the column needs 'gpt-4o-2024-05-13'"]
+    assert cells(board(store, "robustness"), "other-model")["advqa"].notes == [
+        "AdVQA: evaluated 10 of 1000 documents (--limit); the table needs the whole set"]
+
+
+def test_world_boards_hold_only_world_numbers(store):
+    world = board(store, "understanding_world", include_reported=True)
+    assert [r.label(world.spec) for r in world.rows] == ["tiny-janus"]
+    assert "Embedded shapes world only" in markdown(world)
+    assert world.data_labels("vqav2") == ["world:vqav2_val@world-v1"]
+    # the world's rule judge and scene similarity have no GPT-4o or backbone-set identity to check
+    assert cells(board(store, "consistency_world"), "tiny-janus")["consistency"].value == pytest.approx(50.0)
+
+
+def test_aggregates_reproduce_unigame_tables(store):
+    cons = board(store, "consistency", include_reported=True)
+    janus = cells(cons, "janus-pro-7b")
+    assert janus["overall"].value == pytest.approx(71.45)              # UniGame prints 71.4
+    assert abs(janus["overall"].value - 71.4) <= 0.05 + 1e-9
+    assert round(janus["consistency"].value, 2) == 63.66               # 0.6 x 82.77 + 0.4 x 35
+    published = {"Janus-Pro-7B": (71.45, 63.66), "Janus-Pro-7B + SFT": (71.95, 64.72),
+                 "Janus-Pro-7B + UniGame": (75.0, 68.32)}
+    for label, (overall, consistency) in published.items():
+        row = cells(cons, label)
+        assert row["overall"].value == pytest.approx(overall)
+        assert round(row["consistency_uae"].value, 2) == consistency
+        assert row["overall"].notes == [] and row["consistency_uae"].notes == []
+        # UniGame's UnifiedBench is UAE's backbone set: never shown under the CLIP/SigLIP/DINOv2/DreamSim column
+        assert row["unified_bench"].value is None and "backbone set 'uae'" in row["unified_bench"].notes[0]
+    world = cells(board(store, "understanding_world"), "tiny-janus")["overall"]
+    assert world.stderr == pytest.approx(0.5)                          # four independent 1.0 errors, averaged
+
+
+def test_post_training_rows_deltas_and_seeds(store):
+    post = board(store, "post_training", include_reported=True)
+    assert [(r.fields["base_model"], r.fields["method"], r.fields["step"], r.reported) for r in post.rows][2:] == [
+        ("Janus-Pro-7B", "base", 0, False), ("Janus-Pro-7B", "base", 0, True),
+        ("Janus-Pro-7B", "sft", 16000, False), ("Janus-Pro-7B", "sft", 16000, True),
+        ("Janus-Pro-7B", "unigame", 16000, False), ("Janus-Pro-7B", "unigame", 16000, True)]
+    base, _, sft, _, uni, uni_rep = post.rows[2:]
+    assert sft.seeds == ["0", "1"] and sft.cells["vqav2"].value == pytest.approx(79.7)      # step 16000 only
+    assert sft.cells["vqav2"].spread == pytest.approx(0.7071, abs=1e-4)
+    assert base.cells["vqav2"].deltas == {} and sft.cells["vqav2"].deltas == {"base": pytest.approx(1.5)}
+    assert uni.cells["vqav2"].deltas == {"base": pytest.approx(5.0), "sft": pytest.approx(3.5)}
+    assert uni.cells["consistency"].deltas == {"base": pytest.approx(5.0), "sft": pytest.approx(3.5)}
+    # a paper's rows are compared with the same paper's rows only
+    assert uni_rep.cells["vqav2"].deltas == {"base": pytest.approx(5.2), "sft": pytest.approx(3.9)}
+    assert uni_rep.cells["overall"].deltas == {"base": pytest.approx(3.55), "sft": pytest.approx(3.05)}
+    text = markdown(post)
+    assert "| Janus-Pro-7B | unigame | 16000 | 0 | measured | 83.20 (Δbase +5.00, Δsft +3.50) |" in text
+    assert "| *Janus-Pro-7B* | *unigame* | *16000* |  | reported [" in text
+    harmon = [r for r in post.rows if r.fields["base_model"] == "Harmon-1.5B + RecA"]
+    assert harmon[1].cells["unified_bench_uae"].deltas == {"base": pytest.approx(1.27)}
+    assert not any(r.reported for r in board(store, "post_training").rows)
+
+
+def test_training_curves_by_run_and_step(store):
+    curves = board(store, "training_curves")
+    assert [(r.fields["train_run"], r.fields["step"]) for r in curves.rows] == [
+        ("sft-s0", 8000), ("sft-s0", 16000), ("sft-s1", 8000), ("sft-s1", 16000), ("unigame-s0", 8000),
+        ("unigame-s0", 16000)]
+    assert [round(r.cells["overall"].value, 2) for r in curves.rows] == [71.45, 72.45, 71.45, 73.45, 73.45, 76.45]
+    assert curves.rows[-1].cells["consistency"].value == pytest.approx(0.6 * 87.77 + 0.4 * 40)
+    assert "Training run | Step | Seeds |" in markdown(curves)
+
+
+def test_seeds_on_different_data_are_not_averaged(tmp_path):
+    root = tmp_path / "results"
+    for seed, source in (("0", "hub"), ("1", "hub")):
+        res = task_result("naturalbench", 0.7 + int(seed) / 10, source=source)
+        res["dataset"]["revision"] = f"rev{seed}0000000"
+        write_run(root, f"m{seed}", "r", {"naturalbench": res}, finished=1,
+                  tags={"base_model": "b", "method": "sft", "step": "10", "seed": seed})
+    cell = cells(board(root, "post_training"), "b / sft / 10")["naturalbench"]
+    assert cell.value is None and cell.notes[0].startswith("seeds were evaluated on different data")
+
+
+def test_cli_builds_and_reports_bad_names(store, tmp_path, capsys):
+    from harness.cli import main
+
+    out = tmp_path / "cli-out"
+    assert main(["leaderboard", "robustness", "--results", str(store), "--out", str(out)]) == 0
+    assert capsys.readouterr().out.split() == [str(out / f"robustness.{s}") for s in ("md", "csv", "json")] + [
+        str(out / "index.html")]
+    assert oct((out / "index.html").stat().st_mode & 0o777) == "0o644"
+    assert main(["leaderboard", "robustnes", "--results", str(store), "--out", str(out)]) == 2
+    assert "did you mean 'robustness'" in capsys.readouterr().err
+    assert main(["leaderboard", "--all", "--results", str(tmp_path / "nowhere")]) == 2
+    assert "no such results folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text, error", [
+    ("title: A\ncolumns: [{task: pope, lable: POPE}]", r"a.yaml: columns\[0\]: unknown key 'lable'"),
+    ("columns: [pope]", "'pope' is not defined under columns in columns.yaml"),
+    ("columns: [{task: pope}]\naggregates: [{id: x, kind: median, inputs: {a: pope}}]",
+     r"aggregates\[0\]: unknown aggregate kind 'median'"),
+    ("requires: {sorce: hub}\ncolumns: [{task: pope}]", "a.yaml: requires: unknown requirement 'sorce'"),
+])
+def test_spec_errors_name_the_file_and_key(tmp_path, text, error):
+    from harness.errors import HarnessError
+    from harness.leaderboard.spec import load_specs
+
+    (tmp_path / "a.yaml").write_text(text + "\n")
+    with pytest.raises(HarnessError, match=error):
+        load_specs(tmp_path)
