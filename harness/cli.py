@@ -107,6 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="add published numbers (leaderboards/reported.yaml) as rows marked reported")
     _common(board)
 
+    imp = sub.add_parser("import-lmms", help="import an lmms-eval results file into the results store",
+                         description="Convert an lmms-eval results JSON (<date>_results.json) into one run folder "
+                                     "of the results store, marked as produced by lmms-eval (profile 'lmms').")
+    imp.add_argument("results_json", help="lmms-eval's <date>_results.json")
+    imp.add_argument("--output", default="results", help="results folder (default ./results)")
+    imp.add_argument("--lmms-version", default=None, help="lmms-eval version that wrote the file, when the file "
+                     "does not say (pip installs record 'unknown@unknown')")
+    _common(imp)
     return parser
 
 

@@ -186,3 +186,18 @@ def cmd_leaderboard(args, argv) -> int:
         print(path)
     return 0
 
+
+def cmd_import_lmms(args, argv) -> int:
+    from harness.integrations.lmms_import import import_results
+    from harness.report import table
+    from harness.store import load_run
+
+    run_dir = import_results(args.results_json, args.output, lmms_version=args.lmms_version,
+                             cli=["python", "-m", "harness", *argv])
+    _, results = load_run(run_dir)
+    print(table(results))
+    notes = [n for res in results.values() for n in res.get("scoring_notes", [])]
+    if notes:
+        print("\nscoring differences from the official rules:\n" + "\n".join(f"  - {n}" for n in notes))
+    print(f"\nimported: {run_dir}")
+    return 0
