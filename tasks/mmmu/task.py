@@ -1,0 +1,157 @@
+"""MMMU tasks (`mmmu_val`, `mmmu_dev`): multiple-choice and open questions over 30 subjects, official parsers."""
+from __future__ import annotations
+
+import re
+
+from harness.metrics import mean
+from harness.task import Stage, Task, understand
+from tasks.common import GREEDY, as_text, bad_row, check_unique, load_source, text_of
+
+from . import scoring
+
+IMAGE_COLUMNS = tuple(f"image_{k}" for k in range(1, 8))
+IMAGE_REF = re.compile(r"<image (\d+)>")
+PROMPT_IDS = {"official": "mmmu-official-llava1.5-v1", "lmms": "mmmu-lmms-v1"}
+MAX_NEW_TOKENS = 128
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+class MMMUVal(Task):
+    """MMMU validation (900 = 847 multiple-choice + 53 open, 30 per subject; lmms-lab/MMMU split `validation`).
+
+    Data: default hub copy lmms-lab/MMMU (merged, config default); `--data hub:lmms-lab-encoder/MMMU` reads
+    lmms-eval's current copy; MMMU/MMMU's per-subject configs have the same columns (give a local merged copy).
+    Documents are questions, doc id = the `id` column ("validation_Art_1"). Every image referenced as <image k> in
+    the question or the options is passed, in image_k order (as lmms-eval does; LLaVA-1.5 passed only image_1).
+    Greedy, max_new_tokens 128.
+    Profiles (scoring.py has the parsers):
+    * official - MMMU eval_utils.py; prompt "(A) o1\\n" options, a blank line, then the instruction; open:
+      "{question}\\nAnswer the question using a single word or phrase.".
+    * lmms - lmms-eval: "A. o1" options; blank line before the open instruction too; MC parser looks for "L "
+      with no leading space ("DNA " parses as A) and adds an "L." step. lmms-eval's open-answer bug (#1436, every
+      open question scores 0) is NOT reproduced: both profiles score open answers with the official parser.
+    Reproduced quirk: an unparsed multiple-choice answer gets random.choice over its letters from one generator
+    seeded 42 (the official module seeds at import), so the draw depends on call order. Draws happen in
+    aggregate(), in document order, never in process(), so results do not depend on the number of processes;
+    details report how often the draw fired and the accuracy without it. lmms-eval's draw is unseeded; the lmms
+    profile uses the same seeded draw. A failed request is wrong (no draw) and counted. Overall and discipline
+    accuracy are instance-weighted (micro); the official report rounds to 3 decimals (details.rounded).
+    """
+
+    name = "mmmu_val"
+    version = "1"
+    description = "MMMU validation: accuracy over 30 subjects (lmms-lab/MMMU, split validation)"
+    profiles = ("official", "lmms")
+    headline = "accuracy"
+    hub = {"repo": "lmms-lab/MMMU", "config": None, "split": "validation", "revision": None}
+    world = "mmmu"
+
+    # --- data ---------------------------------------------------------------------------------------------
+    def load(self):
+        rows, info = load_source(self, self.hub, self.world, image_columns=IMAGE_COLUMNS,
+                                 required=("id", "question", "options", "answer", "question_type"))
+        docs = [self._doc(row, n, info) for n, row in enumerate(rows, 1)]
+        check_unique([d["doc_id"] for d in docs], info, "id")
+        return docs, info
+
+    def _doc(self, row, n: int, info) -> dict:
+        doc_id = as_text(row["id"], info, n, "id")
+        try:
+            subject = scoring.subject_from_id(doc_id)
+        except ValueError:
+            raise bad_row(info, n, "id", f"{doc_id!r} is not <split>_<Subject>_<number>") from None
+        # as in the official evaluation, every type other than multiple-choice is open ("open" on the hub,
+        # "short-answer" in the official answer key)
+        qtype = as_text(row["question_type"], info, n, "question_type")
+        try:
+            options = scoring.parse_options(row["options"] if row["options"] is not None else "[]")
+        except (ValueError, SyntaxError):
+            raise bad_row(info, n, "options", "not a Python list of option texts") from None
+        if qtype == "multiple-choice" and not options:
+            raise bad_row(info, n, "options", "a multiple-choice question with no options")
+        question = as_text(row["question"], info, n, "question")
+        refs = sorted({int(k) for text in [question, *options] for k in IMAGE_REF.findall(text)})
+        images = []
+        for k in refs:
+            column = f"image_{k}"
+            if row.get(column) is None:
+                raise bad_row(info, n, column, f"the question refers to <image {k}> but the row has no {column}")
+            images.append(row[column])
+        return {"doc_id": doc_id, "subject": subject, "question": question, "options": options,
+                "question_type": qtype, "answer": scoring.parse_gold(row["answer"]), "images": images}
+
+    # --- requests and scoring -----------------------------------------------------------------------------
+    def stages(self):
+        def build(doc, out):
+            text = scoring.build_prompt(doc["question"], doc["options"], doc["question_type"], self.profile)
+            return [understand(text, doc["images"], ref=doc["doc_id"], max_new_tokens=MAX_NEW_TOKENS, **GREEDY)]
+        return [Stage("answer", build)]
+
+    def process(self, doc, outputs):
+        text = text_of(outputs["answer"][0])
+        record = {"id": doc["doc_id"], "subject": doc["subject"], "question_type": doc["question_type"],
+                  "answer": doc["answer"], "n_choices": len(doc["options"]), "prediction": text,
+                  "failed": text is None, "parsed_pred": None, "correct": False, "needs_random_fallback": False}
+        if text is not None:
+            # rng=None: an unparsed choice is left for aggregate(), which draws in document order
+            s = scoring.score_sample(text, doc["question_type"], doc["options"], doc["answer"], None, self.profile)
+            record.update(parsed_pred=s["parsed_pred"], correct=bool(s["correct"]),
+                          needs_random_fallback=bool(s["random_fallback"]))
+        return record
+
+    def _final(self, records) -> tuple[list[dict], int, int]:
+        """Per-sample correctness after the official seeded fallback, drawn in document order."""
+        rng = scoring.make_official_rng()
+        fired = fired_correct = 0
+        final = []
+        for r in records:
+            correct = r["correct"]
+            if r["needs_random_fallback"]:
+                letters = [chr(ord("A") + i) for i in range(r["n_choices"])]
+                correct = scoring.eval_multi_choice(r["answer"], rng.choice(letters))
+                fired += 1
+                fired_correct += correct
+            final.append({"subject": r["subject"], "correct": bool(correct)})
+        return final, fired, fired_correct
+
+    def aggregate(self, records):
+        final, fired, fired_correct = self._final(records)
+        summary = scoring.aggregate(final)
+        metrics = {"accuracy": mean([float(s["correct"]) for s in final])}
+        for discipline, subjects in scoring.DOMAIN_CAT2SUB_CAT.items():
+            values = [float(s["correct"]) for s in final if s["subject"] in subjects]
+            if values:
+                metrics[slug(discipline)] = mean(values)
+        overall = summary["overall"]["acc"]
+        digits = scoring.ROUND_DIGITS[self.profile]
+        metrics["details"] = {
+            "rounded": None if overall is None else round(overall, digits),
+            "per_subject": summary["subjects"],
+            "per_discipline": summary["disciplines"],
+            "n_multiple_choice": sum(r["question_type"] == "multiple-choice" for r in records),
+            "n_open": sum(r["question_type"] != "multiple-choice" for r in records),
+            "n_failed": sum(r["failed"] for r in records),
+            "n_random_fallback": fired,
+            "n_random_fallback_correct": fired_correct,
+            "accuracy_without_random_fallback": (sum(r["correct"] for r in records) / len(records)
+                                                 if records else None),
+        }
+        return metrics
+
+    def settings(self):
+        return {"prompt_template": PROMPT_IDS[self.profile], "max_new_tokens": MAX_NEW_TOKENS, **GREEDY,
+                "images": "every <image k> referenced in question and options, in k order",
+                "mc_parser": self.profile, "random_fallback": "random.Random(42), drawn in document order",
+                "default_hub": self.hub["repo"], "split": self.hub["split"]}
+
+
+class MMMUDev(MMMUVal):
+    """MMMU dev (150 = 5 per subject; lmms-lab/MMMU split `dev`), the few-shot pool, scored like mmmu_val."""
+
+    name = "mmmu_dev"
+    description = "MMMU dev: accuracy over 30 subjects (lmms-lab/MMMU, split dev)"
+    hub = {**MMMUVal.hub, "split": "dev"}
+

@@ -1,0 +1,122 @@
+"""POPE end to end on the official JSON-lines schema and the lmms-lab/POPE schema; the real split files' loader."""
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from harness.errors import DataError
+from harness.types import Response
+from tasks.pope.task import POPE
+from understanding_doubles import (ScriptedModel, png, run_task, score_cli, shapes, values,  # noqa: F401
+                                   world_available, world_cache, write_jsonl, write_png, write_predictions)
+
+REF = Path(__file__).resolve().parents[1].parent / "shared" / "reference-data" / "pope"
+
+
+def _official(path: Path, labels, image="COCO_val2014_000000000001.jpg"):
+    """An official-format file: JSON lines despite the .json name."""
+    rows = [{"question_id": i, "image": image, "text": f"Is there a thing {i} in the image?", "label": label}
+            for i, label in enumerate(labels, 1)]
+    return write_jsonl(path, rows)
+
+
+@pytest.fixture
+def official_dir(tmp_path):
+    # LLaVA's layout: the question files in pope/coco/, the COCO images in pope/val2014/
+    write_png(tmp_path / "pope" / "val2014" / "COCO_val2014_000000000001.jpg")
+    _official(tmp_path / "pope" / "coco" / "coco_pope_random.json", ["yes", "yes", "yes", "no", "no"])
+    _official(tmp_path / "pope" / "coco" / "coco_pope_adversarial.json", ["yes", "no", "yes", "no"])
+    return tmp_path / "pope" / "coco"
+
+
+# random: the spec's 5-sample example (official: F1 2/3; lmms: 0.5). adversarial: "Yes, there is." -> yes,
+# "No" -> no, "There is not a dog." -> no, and a missing answer (label no -> counted as the wrong "yes"):
+# official TP=FP=TN=FN=1 -> F1 0.5; lmms: only "no" is exact -> TP 0, FP 1 (the missing one) -> F1 0.
+PREDICTIONS = {"random:1": "Yes", "random:2": "no", "random:3": "Yes.", "random:4": "No", "random:5": "yes",
+               "adversarial:1": "Yes, there is.", "adversarial:2": "No", "adversarial:3": "There is not a dog."}
+
+
+def test_official_files_end_to_end(official_dir):
+    model = ScriptedModel(PREDICTIONS)
+    task = POPE(data=str(official_dir))
+    records, metrics = run_task(task, model)
+    v = values(metrics)
+    assert v["random_accuracy"] == pytest.approx(0.6) and v["random_precision"] == pytest.approx(2 / 3)
+    assert v["random_f1"] == pytest.approx(2 / 3) and v["random_yes_ratio"] == pytest.approx(0.6)
+    assert v["adversarial_f1"] == pytest.approx(0.5) and v["adversarial_yes_ratio"] == pytest.approx(0.5)
+    assert v["f1"] == pytest.approx((2 / 3 + 0.5) / 2) and metrics["f1"].stderr is not None
+    assert metrics["details"]["n_failed"] == 1
+    assert {r["category"] for r in records} == {"random", "adversarial"}
+    req = model.by_ref()["random:1"]
+    assert req.text == "Is there a thing 1 in the image?\nAnswer the question using a single word or phrase."
+    assert req.params == {"max_new_tokens": 128, "do_sample": False}
+    assert task.dataset_info.extra["doc_id"] == "{category}:{question_id}"
+
+
+def test_lmms_profile_exact_match(official_dir):
+    _, metrics = run_task(POPE(data=str(official_dir), profile="lmms"), ScriptedModel(PREDICTIONS))
+    v = values(metrics)
+    assert v["random_accuracy"] == pytest.approx(0.4) and v["random_f1"] == pytest.approx(0.5)
+    assert v["adversarial_accuracy"] == pytest.approx(0.25) and v["adversarial_f1"] == 0
+    assert v["f1"] == pytest.approx(0.25)
+    assert metrics["details"]["pooled"]["lmms_reported_yes_ratio"] == pytest.approx(5 / 9)
+
+
+def test_score_cli_single_file_keeps_plain_ids(official_dir, tmp_path, capsys):
+    preds = write_predictions(tmp_path / "p.jsonl", {k.split(":")[1]: v for k, v in PREDICTIONS.items()
+                                                     if k.startswith("random")})
+    out = score_cli(capsys, "pope", official_dir / "coco_pope_random.json", preds)
+    assert out["metrics"]["f1"]["value"] == pytest.approx(2 / 3) and out["missing_predictions"] == 0
+    preds = write_predictions(tmp_path / "q.jsonl", PREDICTIONS)
+    out = score_cli(capsys, "pope", official_dir, preds)
+    assert out["metrics"]["f1"]["value"] == pytest.approx(7 / 12) and out["missing_predictions"] == 1
+
+
+def test_hf_schema_file_and_bad_rows(tmp_path):
+    img = write_png(tmp_path / "im.png")
+    rows = [{"id": str(i), "question_id": str(i), "question": "Is there a dog?", "answer": a, "image_source": "x",
+             "image": img, "category": "popular"} for i, a in enumerate(["yes", "no"])]
+    data = write_jsonl(tmp_path / "pope.jsonl", rows)
+    records, metrics = run_task(POPE(data=str(data)), ScriptedModel({"0": "Yes", "1": "No"}))
+    assert values(metrics)["popular_f1"] == 1.0 and values(metrics)["f1"] == 1.0
+    bad = write_jsonl(tmp_path / "bad.jsonl", rows + [{**rows[0], "question_id": "9", "answer": "maybe"}])
+    with pytest.raises(DataError, match=r"bad.jsonl: row 3, column 'answer'"):
+        POPE(data=str(bad)).docs()
+    missing = _official(tmp_path / "o" / "coco_pope_random.json", ["yes"], image="COCO_val2014_0.jpg")
+    with pytest.raises(DataError, match=r"coco_pope_random.json: row 1, column 'image'.*COCO_val2014_0.jpg"):
+        POPE(data=str(missing)).docs()
+
+
+@pytest.mark.skipif(not REF.exists(), reason="shared/reference-data/pope not found next to the repository")
+def test_real_official_split_files(tmp_path):
+    folder = tmp_path / "coco"
+    folder.mkdir()
+    (tmp_path / "val2014").mkdir()
+    one = tmp_path / "one.png"
+    one.write_bytes(png())
+    for split in ("random", "popular", "adversarial"):
+        (folder / f"coco_pope_{split}.json").symlink_to(REF / f"coco_pope_{split}.json")
+        for line in (REF / f"coco_pope_{split}.json").read_text().splitlines():
+            name = tmp_path / "val2014" / json.loads(line)["image"]
+            if not name.exists():
+                os.symlink(one, name)
+    task = POPE(data=str(folder))
+    docs = task.docs()
+    assert len(docs) == 9000
+    for split in ("random", "popular", "adversarial"):
+        mine = [d for d in docs if d["category"] == split]
+        assert len(mine) == 3000 and sum(d["label"] == "yes" for d in mine) == 1500
+    assert docs[0]["doc_id"] == "adversarial:1"
+    perfect = [task.process(d, {"answer": [Response(text="Yes" if d["label"] == "yes" else "No")]})
+               for d in docs if d["category"] == "random"][:600]
+    assert values(task.aggregate(perfect))["f1"] == 1.0
+
+
+@pytest.mark.skipif(not world_available(), reason="embedded world datasets not available")
+def test_shapes_world_end_to_end(shapes):
+    task = POPE(data=shapes)
+    oracle = {d["doc_id"]: d["label"].capitalize() for d in task.docs()}
+    _, metrics = run_task(task, ScriptedModel(oracle))
+    v = values(metrics)
+    assert v["f1"] == 1.0 and {"random_f1", "popular_f1", "adversarial_f1"} <= set(v)
