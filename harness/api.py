@@ -6,6 +6,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from harness import derived as _derived
 from harness import distributed, registry
 from harness.artifacts import ArtifactStore
 from harness.cache import NullCache, ResponseCache
@@ -13,7 +14,7 @@ from harness.errors import HarnessError
 from harness.executor import Executor, RunnerPool, TaskRun
 from harness.metrics import normalize
 from harness.runner import Runner, UnifiedModel, fingerprint_of
-from harness.store import RunStore, ensure_writable, environment, now, slug
+from harness.store import RunStore, ensure_writable, environment, load_run, now, slug, write_json
 from harness.task import Task
 from harness.types import MODEL
 
@@ -31,6 +32,7 @@ class RunConfig:
     run_name: str | None = None
     tags: dict = field(default_factory=dict)
     scorer_args: dict = field(default_factory=dict)
+    task_args: dict = field(default_factory=dict)      # {task: {option: value}}
     progress: bool = True
     rank: int = 0
     world_size: int = 1
@@ -42,6 +44,7 @@ class RunResult:
     run_dir: Path
     results: dict[str, dict]          # task -> results.json content
     manifest: dict
+    derived: dict = field(default_factory=dict)   # cross-task metrics, e.g. the Consistency Score
 
 
 def expand_tasks(names: list[str]) -> list[str]:
@@ -72,10 +75,17 @@ def profile_for(task_cls, profile: str | None) -> str | None:
 
 
 def build_tasks(names: list[str], config: RunConfig) -> list[Task]:
+    if not names:
+        return []
     tasks = []
-    for name in expand_tasks(names):
+    selected = expand_tasks(names)
+    stray = [t for t in config.task_args if t not in selected]
+    if stray:
+        raise HarnessError(f"--task-args names task {stray[0]!r}, which is not selected ({', '.join(selected)})")
+    for name in selected:
         cls = registry.TASKS.load(name)
-        tasks.append(cls(data=config.data, profile=profile_for(cls, config.profile), limit=config.limit))
+        tasks.append(cls(data=config.data, profile=profile_for(cls, config.profile), limit=config.limit,
+                         **config.task_args.get(name, {})))
     if config.profile and "=" not in config.profile and not any(t.profile == config.profile for t in tasks):
         raise HarnessError(f"--profile {config.profile}: none of the selected tasks offers it")
     return tasks
@@ -170,7 +180,8 @@ def evaluate(model, tasks, config: RunConfig | None = None) -> RunResult:
     ensure_writable(output)
     for t in task_objs:           # load every dataset before any model work: bad data fails fast
         t.docs()
-    run_key = fingerprint_of(fp, sorted((t.name, t.version, t.profile, t.dataset_info.sha256) for t in task_objs),
+    run_key = fingerprint_of(fp, sorted((t.name, t.version, t.profile, t.dataset_info.sha256, t.options)
+                                        for t in task_objs),
                              config.limit, config.seed, config.tags)
     store = RunStore(output, model_slug(runner), config.run_name or f"run-{run_key[:10]}")
     model_info = {"spec": getattr(runner, "spec", runner.name), **runner.describe()}
@@ -208,6 +219,12 @@ def evaluate(model, tasks, config: RunConfig | None = None) -> RunResult:
     try:
         executor.run(task_objs)
         manifest["status"] = "complete"
+        derived = {}
+        if config.rank == 0:
+            # over every finished task of this run folder, so a resumed or extended run combines them too
+            derived = _derived.compute(load_run(store.dir)[1])
+            if derived:
+                write_json(store.dir / "derived.json", derived)
     except KeyboardInterrupt:
         manifest["status"] = "interrupted"
         raise
@@ -222,4 +239,4 @@ def evaluate(model, tasks, config: RunConfig | None = None) -> RunResult:
         if config.rank == 0:
             store.write_manifest(manifest)
         cache.close()
-    return RunResult(store.dir, results, manifest)
+    return RunResult(store.dir, results, manifest, derived)

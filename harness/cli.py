@@ -61,11 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help='JSON object {scorer: {arg: value}}, e.g. \'{"judge": {"model": "gpt-4o-2024-05-13"}}\'')
     run.add_argument("--profile", default=None, help="scoring profile: 'official' (default), 'lmms', or "
                      "TASK=PROFILE,... per task")
+    run.add_argument("--task-args", default=None, help='JSON object {task: {option: value}}, e.g. '
+                     '\'{"mmbench_en_dev": {"judge": true}}\' (`python -m harness tasks` lists the options)')
     run.add_argument("--no-cache", action="store_true", help="neither read nor write the response cache")
     run.add_argument("--overwrite", action="store_true", help="recompute everything and replace cached answers")
     run.add_argument("--run-name", default=None, help="name of the run folder (default: derived from the config)")
     run.add_argument("--tag", action="append", metavar="KEY=VALUE", help="label the run (repeatable)")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    run.add_argument("--leaderboard", action="store_true",
+                     help="rebuild the leaderboards from the results folder afterwards (into OUTPUT/leaderboards)")
     _common(run)
 
     for name, help_ in (("tasks", "list tasks and suites"), ("models", "list registered models"),

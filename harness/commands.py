@@ -31,13 +31,34 @@ def cmd_run(args, argv) -> int:
     config = RunConfig(output=args.output, data=data, limit=args.limit, batch_size=args.batch_size,
                        seed=args.seed, profile=args.profile, use_cache=not args.no_cache,
                        overwrite=args.overwrite, run_name=args.run_name, tags=_tags(args.tag),
-                       scorer_args=_json_arg("--scorer-args", args.scorer_args), progress=not args.no_progress,
+                       scorer_args=_json_arg("--scorer-args", args.scorer_args),
+                       task_args=_task_args(args.task_args), progress=not args.no_progress,
                        cli=["python", "-m", "harness", *argv], rank=dist.rank, world_size=dist.world)
     result = evaluate(model, args.tasks.split(","), config)
     if dist.main:
+        from harness.report import derived_lines
+
         print(table(result.results))
+        if result.derived:
+            print("\n" + derived_lines(result.derived))
         print(f"\nresults: {result.run_dir}")
+        if args.leaderboard:
+            from harness.leaderboard import build_all
+
+            paths = build_all(args.output, Path(args.output) / "leaderboards")
+            page = next((p for p in paths if p.name == "index.html"), None)
+            print(f"leaderboards: {page or Path(args.output) / 'leaderboards'}")
     return 0
+
+
+def _task_args(text: str | None) -> dict:
+    from harness.cli import _json_arg
+
+    value = _json_arg("--task-args", text)
+    for task, opts in value.items():
+        if not isinstance(opts, dict):
+            raise HarnessError(f"--task-args: the value for {task!r} must be an object of options")
+    return value
 
 
 def _rank_device(dist) -> str | None:
@@ -55,8 +76,8 @@ def cmd_tasks(args, argv) -> int:
     for entry in registry.TASKS.entries():
         cls = registry.TASKS.load(entry.name)
         rows.append((entry.name, ",".join(cls.data_sources), ",".join(cls.profiles),
-                     entry.description or cls.description))
-    _print_rows(("task", "data", "profiles", "description"), rows)
+                     ",".join(cls.options_help) or "-", entry.description or cls.description))
+    _print_rows(("task", "data", "profiles", "options", "description"), rows)
     if SUITES:
         print()
         _print_rows(("suite", "tasks"), [(k, ",".join(v)) for k, v in SUITES.items()])
@@ -95,9 +116,14 @@ def cmd_show(args, argv) -> int:
 
     manifest, results = load_run(args.run_dir)
     model = manifest.get("model", {})
+    derived_path = Path(args.run_dir) / "derived.json"
     print(f"run {manifest.get('run_id')}  model {model.get('spec')}  status {manifest.get('status')}")
     missing = [t for t in manifest.get("tasks", []) if t not in results]
     print(table(results))
+    if derived_path.exists():
+        from harness.report import derived_lines
+
+        print("\n" + derived_lines(json.loads(derived_path.read_text())))
     if missing:
         print(f"\nnot finished: {', '.join(missing)}")
     return 0
@@ -143,7 +169,7 @@ def cmd_score(args, argv) -> int:
 
 
 def cmd_rescore(args, argv) -> int:
-    from harness.api import RunConfig, evaluate
+    from harness.api import RunConfig, build_tasks, evaluate
     from harness.artifacts import ArtifactStore
     from harness.replay import ReplayModel
     from harness.report import table
@@ -151,6 +177,9 @@ def cmd_rescore(args, argv) -> int:
 
     run_dir = Path(args.run_dir)
     manifest, _ = load_run(run_dir)
+    if manifest.get("producer") == "lmms-eval":
+        raise HarnessError(f"{run_dir}: imported from lmms-eval; its scores are lmms-eval's and there are no stored "
+                           "outputs of ours to rescore")
     tasks = args.tasks.split(",") if args.tasks else manifest["tasks"]
     unknown = [t for t in tasks if t not in manifest["tasks"]]
     if unknown:
@@ -164,11 +193,36 @@ def cmd_rescore(args, argv) -> int:
                        batch_size=cfg.get("batch_size", 8), seed=cfg.get("seed", 1234),
                        profile=args.profile or cfg.get("profile"), run_name=run_dir.name, tags=cfg.get("tags", {}),
                        scorer_args=cfg.get("scorer_args", {}), progress=not args.no_progress,
+                       task_args={t: o for t, o in cfg.get("task_args", {}).items() if t in tasks},
                        cli=manifest.get("cli"))
-    result = evaluate(model, tasks, config)
+    task_objs = build_tasks(tasks, config)
+    if args.profile:
+        for task in task_objs:
+            _check_replayable(task, model, config.seed, args.profile)
+    result = evaluate(model, task_objs, config)
     print(table(result.results))
     print(f"\nrescored: {result.run_dir}")
     return 0
+
+
+def _check_replayable(task, model, seed: int, profile: str) -> None:
+    """Refuse a profile whose prompts differ from the stored run's: every answer would be missing."""
+    from harness.executor import derive_seed
+    from harness.types import MODEL
+
+    stage = task.stages()[0]
+    keys = []
+    for doc in task.docs()[:20]:
+        for req in stage.build(doc, {}):
+            if req.target == MODEL:
+                doc_id = task.doc_id(doc)
+                req = req.replace(task=task.name, doc_id=doc_id, stage=stage.name,
+                                  seed=derive_seed(seed, task.name, doc_id, stage.name, req.sample))
+                keys.append(req.key(model.fingerprint()))
+    if keys and not any(model.has(k) for k in keys):
+        raise HarnessError(f"rescore --profile {profile}: {task.name}'s prompts under this profile differ from the "
+                           f"stored run's, so there is nothing to replay; evaluate it with "
+                           f"`run --profile {profile}` instead")
 
 
 def cmd_leaderboard(args, argv) -> int:

@@ -235,13 +235,19 @@ def write_parquet(path: Path, rows: list[dict], image_columns: Sequence[str] = (
 
 def resolve_rows(data: str | None, *, hub: dict | None, world: str | None, image_columns: Sequence[str] = (),
                  required: Sequence[str] = (), world_options: dict | None = None) -> tuple[list[dict], "DatasetInfo"]:
-    """Rows and provenance for `--data`: None -> the hub dataset, "shapes" -> the world, else a local path.
+    """Rows and provenance for `--data`: None -> the task's hub dataset, "hub:ORG/NAME[@REV]" -> another hub copy
+    in the same schema, "shapes" -> the world, else a local path.
 
     `hub` = {"repo": id, "config": name or None, "split": name, "revision": commit or None}.
     """
     from harness.task import DatasetInfo, data_kind
 
     kind = data_kind(data)
+    if data is not None and data.startswith("hub:"):
+        repo, _, revision = data[len("hub:"):].partition("@")
+        if "/" not in repo:
+            raise DataError(f"--data {data}: expected hub:ORG/NAME or hub:ORG/NAME@REVISION")
+        hub = {**(hub or {"split": "test"}), "repo": repo, "revision": revision or None}
     if kind == "shapes":
         if world is None:
             raise DataError("this task has no embedded-world dataset; omit --data shapes")

@@ -79,6 +79,9 @@ class ReplayModel(UnifiedModel):
     def fingerprint(self) -> str:
         return self._fp
 
+    def has(self, key: str) -> bool:
+        return key in self._answers
+
     def describe(self) -> dict:
         return dict(self.info)
 

@@ -52,3 +52,12 @@ def table(results: dict[str, dict]) -> str:
                      r.get("dataset", {}).get("source") == "shapes" for r in results.values())
                  else "* headline metric. Fractions are shown x100.")
     return "\n".join(lines)
+
+
+def derived_lines(derived: dict) -> str:
+    lines = []
+    for name, d in derived.items():
+        value = "-" if d.get("value") is None else f"{d['value']:.2f}"
+        note = f"  ({d['note']})" if d.get("note") else ""
+        lines.append(f"{name} = {value}  from {', '.join(d['inputs'])}{note}")
+    return "\n".join(lines)

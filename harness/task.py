@@ -70,6 +70,8 @@ class Task:
     headline: ClassVar[str] = "accuracy"
     #: metric scale for display: 100 means the metric is a fraction shown as a percentage
     display_scale: ClassVar[float] = 100.0
+    #: task options accepted from `--task-args` (name -> one-line help)
+    options_help: ClassVar[dict[str, str]] = {}
 
     def __init__(self, data: str | None = None, profile: str | None = None, limit: int | None = None, **options):
         self.data = data
@@ -80,6 +82,10 @@ class Task:
         if data is not None and data_kind(data) not in self.data_sources:
             raise HarnessError(f"task {self.name} does not accept --data {data} "
                                f"(accepted: {', '.join(self.data_sources)})")
+        unknown = sorted(set(options) - set(self.options_help))
+        if unknown:
+            known = ", ".join(sorted(self.options_help)) or "none"
+            raise HarnessError(f"--task-args for {self.name}: unknown option {unknown[0]!r} (options: {known})")
         self.limit = limit
         self.options = options
         self._docs: list[dict] | None = None
@@ -129,7 +135,7 @@ class Task:
 
 
 def data_kind(data: str | None) -> str:
-    if data is None:
+    if data is None or data.startswith("hub:"):
         return "hub"
     if data == "shapes" or data.startswith("shapes:"):
         return "shapes"

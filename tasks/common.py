@@ -1,6 +1,6 @@
 """Plumbing shared by the understanding tasks: picking the data source, naming bad rows, reading responses.
 
-`--data` forms every understanding task accepts:
+`--data` forms every understanding task accepts (resolved by harness.data.resolve_rows):
   (omitted)        the benchmark's default hub dataset (from the local Hugging Face cache when offline);
   hub:ORG/NAME[@REV]  another hub copy in the same schema, e.g. hub:lmms-lab-encoder/VQAv2 (lmms-eval moved its
                    datasets from lmms-lab/ to lmms-lab-encoder/ in 2026; the spec could not confirm byte identity,
@@ -17,31 +17,17 @@ from harness.errors import DataError
 from harness.task import DatasetInfo, Task, data_kind
 from harness.types import Response
 
-HUB_PREFIX = "hub:"
 GREEDY = {"do_sample": False}
 
 
 def is_local_path(data: str | None) -> bool:
-    return data_kind(data) == "path" and not str(data).startswith(HUB_PREFIX)
+    return data_kind(data) == "path"
 
 
 def load_source(task: Task, hub: dict, world: str, image_columns: Sequence[str] = (),
                 required: Sequence[str] = ()) -> tuple[list[dict], DatasetInfo]:
-    """Rows and provenance for the task's --data, understanding the `hub:` form on top of the engine's resolver."""
-    data = task.data
-    if data is not None and data.startswith(HUB_PREFIX):
-        repo, _, revision = data[len(HUB_PREFIX):].partition("@")
-        if not repo or "/" not in repo:
-            raise DataError(f"--data {data}: expected hub:ORG/NAME or hub:ORG/NAME@REVISION")
-        hub = {**hub, "repo": repo, "revision": revision or None}
-        data = None
-    if data_kind(data) == "shapes":
-        try:
-            from harness.world import WORLD_VERSION, build  # noqa: F401  (only checking they exist)
-        except ImportError:
-            raise DataError(f"--data shapes: embedded world datasets not available in this installation "
-                            f"(task {task.name} needs the world dataset {world!r})") from None
-    return resolve_rows(data, hub=hub, world=world, image_columns=image_columns, required=required)
+    """Rows and provenance for the task's --data (the engine's resolver handles every form)."""
+    return resolve_rows(task.data, hub=hub, world=world, image_columns=image_columns, required=required)
 
 
 def where(info: DatasetInfo) -> str:

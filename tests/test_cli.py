@@ -170,3 +170,27 @@ def test_partial_rescore_keeps_the_manifest_whole(tmp_path):
     manifest = json.loads(open(f"{run_dir}/manifest.json").read())
     assert manifest["tasks"] == ["double_sum", "double_roundtrip"]
     assert [i["status"] for i in manifest["invocations"]] == ["complete", "complete"]
+
+
+def test_task_args_reach_the_task_and_unknown_options_fail(tmp_path):
+    _assert_clean_error(run_cli("run", *INC, "--model", "double-model", "--tasks", "double_sum", "--task-args",
+                                '{"double_sum": {"colour": 1}}', "--output", tmp_path), "--task-args", "'colour'")
+    _assert_clean_error(run_cli("run", *INC, "--model", "double-model", "--tasks", "double_sum", "--task-args",
+                                '{"double_roundtrip": {}}', "--output", tmp_path), "--task-args", "double_roundtrip")
+
+
+def test_rescore_refuses_runs_imported_from_lmms_eval(tmp_path):
+    run = tmp_path / "m" / "lmms-x"
+    run.mkdir(parents=True)
+    (run / "manifest.json").write_text(json.dumps({"run_id": "lmms-x", "tasks": ["pope"], "producer": "lmms-eval",
+                                                   "model": {"fingerprint": "f"}}))
+    _assert_clean_error(run_cli("rescore", run), "lmms-eval")
+
+
+def test_rescore_refuses_a_profile_that_changes_prompts(tmp_path):
+    out = tmp_path / "o"
+    first = run_cli("run", *INC, "--model", "double-model", "--tasks", "mmmu_val", "--data", "shapes", "--limit", "4",
+                    "--output", out, "--no-progress")
+    assert first.returncode == 0, first.stderr
+    run_dir = first.stdout.strip().splitlines()[-1].split("results: ")[1]
+    _assert_clean_error(run_cli("rescore", *INC, run_dir, "--profile", "lmms"), "mmmu_val", "run --profile lmms")

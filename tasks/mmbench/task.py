@@ -58,6 +58,7 @@ class MMBenchEnDev(Task):
     description = "MMBench-EN dev: CircularEval accuracy (lmms-lab/MMBench, config en, split dev)"
     profiles = ("official", "lmms")
     headline = "circular_accuracy"
+    options_help = {"judge": "send answers no rule can parse to the `judge` scorer (default false)"}
     hub = {"repo": "lmms-lab/MMBench", "config": "en", "split": "dev", "revision": None}
     world = "mmbench"
     has_answers = True

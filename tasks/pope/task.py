@@ -72,6 +72,7 @@ class POPE(Task):
     description = "POPE: mean F1 over adversarial/popular/random (lmms-lab/POPE, split test)"
     profiles = ("official", "lmms")
     headline = "f1"
+    options_help = {"image_root": "folder holding the COCO images named in official POPE files"}
     world = "pope"
 
     # --- data ---------------------------------------------------------------------------------------------

@@ -136,6 +136,7 @@ class VQAv2TestDev(VQAv2Val):
     description = "VQAv2 test-dev: EvalAI submission file (lmms-lab/VQAv2, split testdev)"
     profiles = ("official",)
     headline = "answered"
+    options_help = {"test_questions": "VQAv2 test2015 questions file: every question the EvalAI submission must hold"}
     display_scale = 1.0
     hub = {**VQAv2Val.hub, "split": "testdev"}
     has_answers = False
