@@ -119,6 +119,15 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--lmms-version", default=None, help="lmms-eval version that wrote the file, when the file "
                      "does not say (pip installs record 'unknown@unknown')")
     _common(imp)
+
+    exp = sub.add_parser("export", help="write a run's generated images in a benchmark's own folder layout",
+                         description="Write a finished run's images as the official tools expect them: geneval "
+                                     "-> <out>/<00000>/metadata.jsonl + samples/0000.png...; wise -> "
+                                     "<out>/{prompt_id}.png; unified_bench -> <out>/{reference stem}.png.")
+    exp.add_argument("run_dir", help="a run folder, e.g. results/<model>/<run-id>")
+    exp.add_argument("--task", required=True, help="the task whose images to export (geneval, wise, unified_bench...)")
+    exp.add_argument("--out", default=None, help="output folder (default <run_dir>/<task>/export)")
+    _common(exp)
     return parser
 
 

@@ -255,3 +255,13 @@ def cmd_import_lmms(args, argv) -> int:
         print("\nscoring differences from the official rules:\n" + "\n".join(f"  - {n}" for n in notes))
     print(f"\nimported: {run_dir}")
     return 0
+
+
+def cmd_export(args, argv) -> int:
+    from harness.export import export
+
+    summary = export(args.run_dir, args.task, args.out)
+    missing = f"; {summary['missing']} failed samples have no image" if summary["missing"] else ""
+    print(f"exported {summary['written']} images of {summary['documents']} documents ({summary['layout']} layout) "
+          f"to {summary['out']}{missing}")
+    return 0

@@ -22,3 +22,35 @@ TASKS.add("naturalbench", "tasks.naturalbench.task:NaturalBench", "NaturalBench:
 
 SUITES["understanding"] = ["vqav2_val", "mmmu_val", "pope", "mmbench_en_dev"]
 SUITES["robustness"] = ["naturalbench", "advqa_val"]
+
+# --- generation and consistency: generated images scored by detectors, judges and embedding backbones ----------
+TASKS.add("geneval", "tasks.geneval.task:GenEval", "GenEval: mean of six tag accuracies over 4 images per prompt "
+          "(djghosh13/geneval metadata)")
+TASKS.add("wise", "tasks.wise.task:WISE", "WISE: WiScore with category weights, legacy GPT-4o judge "
+          "(Yuwei-Niu/WISE); profiles verified, lmms")
+TASKS.add("unified_bench", "tasks.unified_bench.task:UnifiedBench", "UnifiedBench Protocol-1 round trip, "
+          "CLIP/SigLIP/DINOv2/DreamSim, 0-100 (UAE reference images)")
+TASKS.add("unified_bench_uae", "tasks.unified_bench.task:UnifiedBenchUAE", "UnifiedBench Protocol-1 round trip, "
+          "UAE's CLIP/LongCLIP/DINOv2/DINOv3, 0-100 (UAE reference images)")
+
+SUITES["generation"] = ["geneval", "wise"]
+SUITES["consistency"] = ["unified_bench", "wise"]
+SUITES["unigame_paper"] = ["vqav2_val", "mmmu_val", "mmbench_en_dev", "pope", "geneval", "wise", "unified_bench",
+                           "naturalbench", "advqa_val"]
+SUITES["all"] = list(SUITES["unigame_paper"])
+
+#: cross-task metrics of one run (computed by harness/derived.py): inputs are (task, metric[, scale]) pairs whose
+#: stored value times scale is passed to fn in order. UnifiedBench is stored on 0-100 and WISE as a fraction, which
+#: is what consistency_score takes; the understanding accuracies are stored as fractions, scaled to percent here.
+DERIVED: list[dict] = [
+    {"name": "consistency_score", "inputs": [("unified_bench", "overall"), ("wise", "overall")],
+     "fn": "tasks.consistency:consistency_score",
+     "description": "UniGame Consistency Score = 0.6 x UnifiedBench + 0.4 x (WISE x 100), 0-100"},
+    {"name": "consistency_score_uae", "inputs": [("unified_bench_uae", "overall"), ("wise", "overall")],
+     "fn": "tasks.consistency:consistency_score",
+     "description": "Consistency Score with UAE's UnifiedBench backbones (CLIP/LongCLIP/DINOv2/DINOv3), 0-100"},
+    {"name": "understanding_overall", "inputs": [("vqav2_val", "accuracy", 100), ("mmmu_val", "accuracy", 100),
+                                                 ("mmbench_en_dev", "circular_accuracy", 100), ("pope", "f1", 100)],
+     "fn": "tasks.consistency:understanding_overall",
+     "description": "UniGame understanding Overall: mean of VQAv2, MMMU, MMBench and POPE in percent"},
+]

@@ -38,3 +38,12 @@ def make_scorer(name: str, args: dict | None = None) -> Scorer:
     except TypeError as e:
         raise HarnessError(f"--scorer-args for {name}: {e}") from None
 
+
+# --- the embedded world's rule scorers (stand-ins for detector, judge and backbones on --data shapes) ----------
+SCORERS.add("world_detector", "harness.world.scorers:WorldDetector",
+            "the world's exact scene parser as a GenEval detector, with each object's colour: detect")
+SCORERS.add("world_judge", "harness.world.scorers:WorldJudge",
+            "the world's WISE rule judge, answering in the legacy judge's text format: judge")
+SCORERS.add("world_scene", "harness.world.scorers:WorldScene",
+            "the world's scene similarity (object-set F1) of two images: compare")
+# --- end of the world's scorers --------------------------------------------------------------------------------
