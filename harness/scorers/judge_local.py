@@ -64,7 +64,7 @@ class LocalJudgeScorer(ModelScorer):
             for start in range(0, len(idxs), self.batch_size):
                 chunk = idxs[start:start + self.batch_size]
                 for i, text in zip(chunk, self._generate([requests[i] for i in chunk], max_tokens)):
-                    out[i] = Response(text=text, values={"text": text})
+                    out[i] = Response(text=text, values={"text": text, "model": self.weights})
         return out
 
     def _generate(self, requests: list[Request], max_tokens: int) -> list[str]:
