@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     show = sub.add_parser("show", help="print a run's results table", description="Print a run's results table.")
     show.add_argument("run_dir", help="a run folder, e.g. results/<model>/<run-id>")
+    show.add_argument("--all", action="store_true", help="every metric, not only each task's headline")
     _common(show)
 
     score = sub.add_parser("score", help="score stored predictions without a model",

@@ -119,7 +119,7 @@ def cmd_show(args, argv) -> int:
     derived_path = Path(args.run_dir) / "derived.json"
     print(f"run {manifest.get('run_id')}  model {model.get('spec')}  status {manifest.get('status')}")
     missing = [t for t in manifest.get("tasks", []) if t not in results]
-    print(table(results))
+    print(table(results, full=args.all))
     if derived_path.exists():
         from harness.report import derived_lines
 

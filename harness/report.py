@@ -20,13 +20,15 @@ def fmt(value, scale: float) -> str:
     return str(value)
 
 
-def results_rows(results: dict[str, dict]) -> list[list[str]]:
+def results_rows(results: dict[str, dict], full: bool = True) -> list[list[str]]:
     rows = []
     for task, res in results.items():
         default_scale = res.get("display_scale", 1.0)
         metrics = res.get("metrics", {})
         headline = res.get("headline")
         order = ([headline] if headline in metrics else []) + [m for m in metrics if m != headline]
+        if not full and headline in metrics:
+            order = [headline]
         counts = res.get("counts", {})
         for i, name in enumerate(order):
             m = metrics[name]
@@ -41,16 +43,19 @@ def results_rows(results: dict[str, dict]) -> list[list[str]]:
     return rows
 
 
-def table(results: dict[str, dict]) -> str:
+def table(results: dict[str, dict], full: bool = False) -> str:
+    """One row per task (its headline metric), or every metric with full=True."""
     header = ["task", "metric", "value", "stderr", "n", "data", "profile", "failed"]
-    rows = [header] + results_rows(results)
+    rows = [header] + results_rows(results, full)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    lines.append("* headline metric. Fractions are shown x100. Numbers on world:* data come from the embedded "
-                 "shapes world, not from the real benchmark." if any(
-                     r.get("dataset", {}).get("source") == "shapes" for r in results.values())
-                 else "* headline metric. Fractions are shown x100.")
+    notes = ["* headline metric", "fractions are shown x100"]
+    if not full:
+        notes.append("every metric: python -m harness show RUN_DIR --all")
+    if any(r.get("dataset", {}).get("source") == "shapes" for r in results.values()):
+        notes.append("numbers on world:* data come from the embedded shapes world, not from the real benchmarks")
+    lines.append("; ".join(notes) + ".")
     return "\n".join(lines)
 
 
