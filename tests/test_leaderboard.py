@@ -24,9 +24,11 @@ JANUS = {"vqav2_val": 0.782, "mmmu_val": 0.410, "mmbench_en_dev": 0.792, "pope":
          "advqa_val": 0.342}
 
 
-def task_result(task, value, stderr=None, *, source="hub", profile="official", version="1", settings=None,
+def task_result(task, value, stderr=None, *, source="hub", profile=None, version="1", settings=None,
                 n=1000, n_total=None, model="m"):
     metric, scale = TASKS[task]
+    if profile is None:     # each task's default profile, as the tasks record it (WISE's official one is "legacy")
+        profile = "legacy" if task == "wise" else "official"
     if settings is None:
         settings = {"unified_bench": {"backbone_set": "unigame"}, "unified_bench_uae": {"backbone_set": "uae"},
                     "wise": {"protocol": "legacy", "judge": {"model": "gpt-4o-2024-05-13"}}}.get(task, {})
