@@ -1,0 +1,202 @@
+"""Pretrain the bundled tiny Janus on the embedded world, reproducibly, on two CPU cores.
+
+    python -m harness.models.pretrain_tiny            # the shipped model (about 90 minutes on 2 cores)
+    python -m harness.models.pretrain_tiny --quick    # the same pipeline in well under a minute (tests)
+
+Parts, one process per core, each with one thread (janus.md: two 2-thread jobs on 2 cores slow each other down):
+  phase 1, in parallel: the VQ autoencoder | understanding (vision encoder + LM);
+  phase 2, two data-parallel ranks: understanding and caption -> VQ-code generation together (one model).
+Then the model is written as a Hugging Face folder (default: the package's `harness/models/tiny_janus/`, which the
+`tiny-janus` name loads through the ordinary `janus` adapter) with `training.json` saying how it was trained, and
+checked on held-out world data (`tiny_eval`).
+
+Seeded and step-based, so the same command gives the same weights on the same software stack. Interrupted runs
+resume: finished parts are kept, unfinished ones restart from their last checkpoint in --workdir.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+MODEL = dict(hidden=128, layers=4, heads=4, kv_heads=2, intermediate=512, vision_hidden=128, vision_layers=3,
+             vision_heads=4, image_size=64, patch=8, vq_embed=8, codes=512, vq_base=32, vq_latent=64,
+             vq_res_blocks=1, max_positions=1024)
+RECIPE = dict(
+    seed=0, model=MODEL, vocab_texts=2000,
+    vq_steps=1500, vq_batch=16, vq_lr=2e-3, vq_restart_every=100,
+    und_steps=1500, und_batch=12, und_lr=2e-3, segments=8, caption_p=0.3, aux_weight=0.5,
+    joint_steps=3000, joint_und_batch=4, joint_gen_batch=32, joint_lr=1.5e-3, gen_weight=1.0, cfg_drop=0.1,
+    warmup=100, log_every=20, save_every_s=240, guidance=2.0, image_temperature=1.0,
+)
+QUICK = dict(vocab_texts=100, vq_steps=12, vq_batch=4, vq_restart_every=6, und_steps=12, und_batch=2, segments=4,
+             joint_steps=8, joint_und_batch=2, joint_gen_batch=4, warmup=2, log_every=1, save_every_s=5)
+
+
+def recipe_for(quick: bool, seed: int, overrides: dict) -> dict:
+    r = json.loads(json.dumps(RECIPE))
+    if quick:
+        r.update(QUICK)
+    r["seed"] = seed
+    for k, v in overrides.items():
+        if k not in r:
+            raise SystemExit(f"--set {k}: not a recipe key ({', '.join(sorted(r))})")
+        r[k] = v
+    return r
+
+
+def _hash(r: dict) -> str:
+    return hashlib.sha256(json.dumps(r, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def prepare(workdir: Path, r: dict) -> None:
+    """Tokenizer, processor and config (no weights) in workdir/init; every worker builds from these."""
+    from harness.models import pretrain_data as data
+    from harness.models.tiny_build import build_config, build_processor, build_tokenizer
+
+    init = workdir / "init"
+    if (init / "config.json").exists():
+        return
+    tok = build_tokenizer(data.vocabulary_words(r["vocab_texts"]))
+    config = build_config(tok, **r["model"])
+    processor = build_processor(tok, config.vision_config.image_size, config.vision_config.num_image_tokens)
+    tmp = workdir / "init.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    config.save_pretrained(tmp)
+    processor.save_pretrained(tmp)
+    os.replace(tmp, init)
+
+
+def run_parallel(jobs: list[tuple]) -> None:
+    """Run (target, args) in spawned processes; if one fails, stop the others and fail."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=t, args=a) for t, a in jobs]
+    for p in procs:
+        p.start()
+    try:
+        while any(p.is_alive() for p in procs):
+            if any(p.exitcode not in (None, 0) for p in procs):
+                break
+            time.sleep(0.5)
+    finally:
+        for p in procs:
+            if p.is_alive() and any(q.exitcode not in (None, 0) for q in procs):
+                p.terminate()
+            p.join()
+    bad = [p for p in procs if p.exitcode != 0]
+    if bad:
+        raise SystemExit(f"pretraining part failed (exit codes {[p.exitcode for p in procs]}); rerun to resume")
+
+
+def export(workdir: Path, out: Path, r: dict, meta: dict) -> None:
+    import torch
+
+    from harness.models.pretrain_workers import build, load_ckpt
+    from harness.models.tiny_build import generation_config
+
+    model, processor = build(workdir)
+    model.model.vqmodel.load_state_dict(load_ckpt(workdir / "vq.pt")["vq"])
+    missing = model.load_state_dict(load_ckpt(workdir / "joint.pt")["model"], strict=False).missing_keys
+    assert all(k.startswith("model.vqmodel.") or k == "lm_head.weight" for k in missing), missing
+    gen = generation_config(processor.tokenizer, guidance_scale=r["guidance"])
+    gen.generation_kwargs["image_temperature"] = r["image_temperature"]
+    model.generation_config = gen
+    model.eval()
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    with torch.no_grad():
+        model.save_pretrained(tmp)
+    processor.save_pretrained(tmp)
+    (tmp / "training.json").write_text(json.dumps(meta, indent=1))
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+
+
+def _log_summary(workdir: Path, part: str, keys: tuple[str, ...]) -> dict:
+    path = workdir / f"{part}.log.jsonl"
+    if not path.exists():
+        return {}
+    rows = [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+    head = [x for x in rows if x["step"] == rows[0]["step"]][:1] + rows[1:3]
+    tail = rows[-3:]
+    return {k: {"first": round(sum(x[k] for x in head) / len(head), 4),
+                "last": round(sum(x[k] for x in tail) / len(tail), 4)} for k in keys}
+
+
+def main(argv=None) -> int:
+    from harness.models.checkpoints import TINY_DIR, cache_dir
+
+    ap = argparse.ArgumentParser(prog="python -m harness.models.pretrain_tiny", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="tiny step counts: checks the pipeline in < 1 minute")
+    ap.add_argument("--out", help=f"model folder to write (default {TINY_DIR}; with --quick, <workdir>/model)")
+    ap.add_argument("--workdir", help="checkpoints and logs (default ~/.cache/harness/pretrain-tiny-<recipe>)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="override a recipe value")
+    ap.add_argument("--no-eval", action="store_true", help="skip the held-out check after training")
+    a = ap.parse_args(argv)
+    overrides = {k: json.loads(v) for k, v in (s.split("=", 1) for s in a.set)}
+    r = recipe_for(a.quick, a.seed, overrides)
+    workdir = Path(a.workdir or cache_dir() / f"pretrain-tiny-{'quick-' if a.quick else ''}{_hash(r)}")
+    out = Path(a.out) if a.out else (workdir / "model" if a.quick else TINY_DIR)
+    workdir.mkdir(parents=True, exist_ok=True)
+    saved = workdir / "recipe.json"
+    if saved.exists() and json.loads(saved.read_text()) != r:
+        raise SystemExit(f"{workdir} holds a run with a different recipe; pass another --workdir")
+    saved.write_text(json.dumps(r, indent=1, sort_keys=True))
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    t0 = time.time()
+    print(f"pretraining tiny-janus in {workdir}", flush=True)
+    prepare(workdir, r)
+
+    from harness.models.pretrain_joint import joint_worker
+    from harness.models.pretrain_workers import und_worker, vq_worker
+
+    jobs = [(f, (str(workdir),)) for f, done in ((vq_worker, "vq.done"), (und_worker, "und.done"))
+            if not (workdir / done).exists()]
+    if jobs:
+        print(f"phase 1: {', '.join(j[0].__name__ for j in jobs)}", flush=True)
+        run_parallel(jobs)
+    if not (workdir / "joint.done").exists():
+        print("phase 2: joint understanding + generation on 2 ranks", flush=True)
+        init_file = workdir / f"dist-{time.time_ns()}"
+        run_parallel([(joint_worker, (rank, 2, str(workdir), str(init_file))) for rank in range(2)])
+        init_file.unlink(missing_ok=True)
+
+    import torch
+    import transformers
+
+    from harness.world import WORLD_VERSION
+
+    walls = {p: json.loads((workdir / f"{p}.done").read_text())["wall_seconds"] for p in ("vq", "und", "joint")}
+    meta = {"seed": r["seed"], "world_version": WORLD_VERSION, "quick": a.quick, "recipe": r,
+            "steps": {"vq": r["vq_steps"], "understanding": r["und_steps"], "joint": r["joint_steps"]},
+            "device": "cpu: 2 processes x 1 thread", "part_wall_seconds": walls,
+            "wall_seconds": round(max(walls["vq"], walls["und"]) + walls["joint"], 1),
+            "this_invocation_seconds": round(time.time() - t0, 1),
+            "losses": {"vq": _log_summary(workdir, "vq", ("loss",)),
+                       "understanding": _log_summary(workdir, "und", ("loss", "aux")),
+                       "joint": _log_summary(workdir, "joint-0", ("und", "gen"))},
+            "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                         "python": sys.version.split()[0]},
+            "command": "python -m harness.models.pretrain_tiny" + (" --quick" if a.quick else "")}
+    export(workdir, out, r, meta)
+    print(f"wrote {out}", flush=True)
+    if not a.no_eval and not a.quick:
+        from harness.models.tiny_eval import evaluate
+
+        meta["heldout"] = evaluate(str(out))
+        (out / "training.json").write_text(json.dumps(meta, indent=1))
+        print(json.dumps(meta["heldout"], indent=1), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,61 @@
+"""The shipped tiny Janus: loads by name through the janus adapter and clears the held-out targets."""
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from harness.models.checkpoints import TINY_DIR  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not (TINY_DIR / "model.safetensors").exists(),
+                                reason="the bundled tiny model has not been trained in this checkout")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from harness.models import resolve_model
+
+    torch.set_num_threads(1)
+    return resolve_model("tiny-janus", {"batch_size": 32})
+
+
+def test_shipped_folder_is_small_and_says_how_it_was_trained():
+    size = sum(f.stat().st_size for f in TINY_DIR.iterdir())
+    assert size <= 20 * 2 ** 20
+    meta = json.loads((TINY_DIR / "training.json").read_text())
+    for key in ("seed", "world_version", "steps", "device", "wall_seconds", "recipe"):
+        assert key in meta
+    assert not meta["quick"]
+
+
+def test_tiny_janus_answers_and_draws(tiny):
+    from harness.world import build
+    from harness.types import Image, Request
+
+    row = build("vqav2", n=1)[0]
+    ans = tiny.understand([Request("model", "understand", images=(Image(pil=row["image"]),), params={},
+                                   text=row["question"] + "\nAnswer the question using a single word or phrase.")])
+    assert ans[0].ok and ans[0].text
+    img = tiny.generate([Request("model", "generate", text="a photo of a red circle", seed=1, params={"size": 64})])
+    assert img[0].ok and img[0].images[0].pil().size == (64, 64)
+    assert tiny.default_data == "shapes" and tiny.describe()["training"]["seed"] == 0
+
+
+@pytest.mark.slow
+def test_heldout_understanding_above_targets(tiny):
+    from harness.models.tiny_eval import eval_pope, eval_vqa
+
+    vqa = eval_vqa(tiny, 150)
+    assert vqa["accuracy"] >= 70 and vqa["min_x_chance"] >= 1.5, vqa
+    pope = eval_pope(tiny, 10)
+    for split in ("random", "popular", "adversarial"):
+        assert pope[split]["f1"] >= 70 and 0.3 <= pope[split]["yes_ratio"] <= 0.7, pope
+
+
+@pytest.mark.slow
+def test_heldout_generation_above_targets(tiny):
+    from harness.models.tiny_eval import eval_geneval, eval_unified
+
+    assert eval_geneval(tiny, 30)["overall"] >= 0.25
+    ub = eval_unified(tiny, 24)
+    assert ub["similarity"] >= 2 * ub["mismatched"], ub

@@ -1,0 +1,91 @@
+"""Pretraining pipeline of the bundled tiny Janus: data, tokenizer, packing, and a --quick end-to-end run."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from harness.models import pretrain_data as data  # noqa: E402
+from harness.models.tiny_build import build_random_model, build_tokenizer  # noqa: E402
+from conftest import ROOT  # noqa: E402
+
+
+def test_examples_are_a_function_of_part_rank_and_step():
+    a = data.understanding_example(data.stream("und", 0, 5, 1))
+    b = data.understanding_example(data.stream("und", 0, 5, 1))
+    c = data.understanding_example(data.stream("und", 1, 5, 1))
+    assert a["segments"] == b["segments"] and a["images"][0].tobytes() == b["images"][0].tobytes()
+    assert a["segments"] != c["segments"]
+    p1, i1 = data.generation_example(data.stream("gen", 0, 0, 0))
+    p2, i2 = data.generation_example(data.stream("gen", 0, 0, 0))
+    assert p1 == p2 and i1.tobytes() == i2.tobytes()
+
+
+def test_yes_no_answers_are_balanced_and_prompts_use_the_task_formats():
+    segs = [s for i in range(150) for s in data.understanding_example(data.stream("t", 0, 0, i))["segments"]]
+    yn = [a.lower() for _, a in segs if a.lower() in ("yes", "no")]
+    assert 0.4 < yn.count("yes") / len(yn) < 0.6
+    prompts = [p for p, _ in segs]
+    assert any(p.endswith("\n" + data.VQA_SUFFIX) for p in prompts)
+    assert any(p.endswith(data.MC_SUFFIX) for p in prompts)
+    assert any(p.endswith("Please answer Yes or No.") for p in prompts)
+    assert data.UAE_CAPTION_PROMPT in prompts
+    letters = [a for p, a in segs if p.endswith(data.MC_SUFFIX)]
+    assert set(letters) <= set("ABCD") and len(set(letters)) > 2
+
+
+def test_tokenizer_covers_training_and_benchmark_text():
+    from harness.world import build
+
+    tok = build_tokenizer(data.vocabulary_words(200))
+    texts = data.training_texts(60)
+    texts += [r["question"] for r in build("vqav2", n=30)] + [r["question"] for r in build("pope", n_images=5)]
+    texts += [r["prompt"] for r in build("geneval", n=30)] + [r["Prompt"] for r in build("wise", n=12)]
+    unknown = [t for t in texts if tok.unk_token_id in tok(t)["input_ids"]]
+    assert not unknown, unknown[:3]
+    assert tok.decode(tok(" A", add_special_tokens=False)["input_ids"]) == "A"   # case is kept for letters
+
+
+def test_packed_segments_compute_exactly_the_single_prompt_loss():
+    """Block-masked packing = each (image, question, answer) run on its own, as inference formats it."""
+    from harness.models.janus_hooks import JanusHooks
+    from harness.models.pretrain_steps import Packer, understanding_loss
+
+    torch.set_num_threads(1)
+    model, processor = build_random_model(data.vocabulary_words(50), image_size=64, hidden=64, layers=2,
+                                          vision_hidden=32, vision_layers=1, codes=64, vq_latent=32)
+    exs = [data.understanding_example(data.stream("pack", 0, 0, i), n_segments=3, caption_p=1.0) for i in range(2)]
+    with torch.no_grad():
+        packed, _ = understanding_loss(model, Packer(processor).pack(exs))
+        hooks = JanusHooks(model, processor)
+        single = [hooks.answer_loss(hooks.understanding_batch([ex["images"]], [q], [a]))[0]
+                  for ex in exs for q, a in ex["segments"]]
+    assert torch.allclose(packed, torch.stack(single).mean(), atol=1e-4)
+
+
+@pytest.mark.slow
+def test_quick_pretraining_lowers_both_losses_and_resumes(tmp_path):
+    cmd = [sys.executable, "-m", "harness.models.pretrain_tiny", "--quick", "--workdir", str(tmp_path / "w"),
+           "--out", str(tmp_path / "model")]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    meta = json.loads((tmp_path / "model" / "training.json").read_text())
+    losses = meta["losses"]
+    assert losses["understanding"]["loss"]["last"] < losses["understanding"]["loss"]["first"]
+    assert losses["joint"]["gen"]["last"] < losses["joint"]["gen"]["first"]
+    assert losses["vq"]["loss"]["last"] < losses["vq"]["loss"]["first"]
+    assert meta["seed"] == 0 and meta["world_version"] and meta["steps"]["joint"] > 0
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert again.returncode == 0 and "phase" not in again.stdout      # finished parts are not retrained
+
+    from harness.models import resolve_model
+    from harness.types import Image, Request
+
+    m = resolve_model(str(tmp_path / "model"))
+    img = data.understanding_example(data.stream("q", 0, 0, 0))["images"][0]
+    r = m.understand([Request("model", "understand", text="What color is the circle?", images=(Image(pil=img),),
+                              params={"max_new_tokens": 4})])[0]
+    g = m.generate([Request("model", "generate", text="a photo of a red circle", seed=0)])[0]
+    assert r.ok and g.ok and g.images[0].pil().size == (64, 64)
