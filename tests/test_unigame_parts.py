@@ -1,0 +1,197 @@
+"""UniGame trainer parts that need no model: perturber budget, buffer, adapter stacking, batching, config, CLI."""
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from unigame.buffer import HardBuffer, HardSample, select, threshold  # noqa: E402
+from unigame.cli import main  # noqa: E402
+from unigame.config import TrainConfig  # noqa: E402
+from unigame.data import TrainData, training_answer  # noqa: E402
+from unigame.perturber import Perturber, fit_hidden, mlp_parameters  # noqa: E402
+from unigame.stacking import combine  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+
+
+# ------------------------------------------------------------------------------------------------ perturber
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_perturbation_has_the_gated_norm_in_float32(dtype):
+    torch.manual_seed(0)
+    c = Perturber(64, hidden=32, depth=3, eps_max=0.02)
+    z = (torch.randn(3, 16, 64) * 5).to(dtype)
+    delta = c(z)
+    assert delta.dtype == torch.float32 and delta.shape == z.shape
+    norms = delta.norm(dim=-1)
+    eps = float(c.eps.detach())
+    assert torch.allclose(norms, torch.full_like(norms, eps), rtol=1e-5)
+    assert 0 < eps < 0.02
+    with torch.no_grad():
+        c.gate.fill_(50.0)               # a saturated gate still never exceeds the budget
+    assert float(c(z).norm(dim=-1).max()) <= 0.02 * (1 + 1e-6)
+
+
+def test_perturber_gradients_reach_every_parameter_and_the_last_layer_starts_orthogonal():
+    torch.manual_seed(0)
+    c = Perturber(16, hidden=16, depth=3, eps_max=0.02)
+    w = c.mlp[-1].weight
+    assert torch.allclose(w @ w.t(), torch.eye(16), atol=1e-5)
+    (c(torch.randn(2, 4, 16)) * torch.randn(2, 4, 16)).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in c.parameters())
+
+
+@pytest.mark.parametrize("depth", [2, 3, 4])
+def test_parameter_count_formula(depth):
+    c = Perturber(40, hidden=24, depth=depth)
+    assert c.parameter_count() == mlp_parameters(40, 24, depth)
+
+
+def test_hidden_width_fits_the_one_percent_budget():
+    # Janus-Pro-7B's LM width: the paper's 256 gives ~2.1M parameters, far under 1% of 7B
+    hidden, note = fit_hidden(4096, 3, 7_000_000_000, None)
+    assert hidden == 256 and note == "" and 2.0e6 < mlp_parameters(4096, 256, 3) < 2.3e6
+    hidden, note = fit_hidden(128, 3, 2_000_000, None)           # a tiny model: shrink and say so
+    assert hidden < 256 and mlp_parameters(128, hidden, 3) < 20_000 and "reduced" in note
+    hidden, note = fit_hidden(128, 3, 2_000_000, 512)            # explicit width: kept, with a warning
+    assert hidden == 512 and "kept as requested" in note
+
+
+# ------------------------------------------------------------------------------------------------ buffer
+
+def _sample(h, row=0):
+    return HardSample(h, step=0, row=row, kind="visual", tensor=torch.zeros(2))
+
+
+def test_buffer_keeps_the_hardest_up_to_capacity_in_rank_order():
+    buf = HardBuffer(capacity=3)
+    assert buf.push([_sample(1.0, 1), _sample(5.0, 2)]) == 2
+    assert buf.push([_sample(3.0, 3), _sample(0.5, 4), _sample(4.0, 5)]) == 2
+    assert [s.hardness for s in buf.items] == [5.0, 4.0, 3.0]
+    assert buf.evicted == 1 and buf.rejected == 1 and len(buf) == 3
+    buf.push([_sample(4.0, 6)])                       # a tie keeps the older sample first
+    assert [s.row for s in buf.items] == [2, 5, 6]
+    stats = buf.stats()
+    assert stats["size"] == 3 and stats["h_max"] == 5.0 and stats["h_min"] == 4.0
+
+
+def test_buffer_sampling_state_and_pop():
+    buf = HardBuffer(capacity=10, pop=True)
+    buf.push([_sample(float(i), i) for i in range(6)])
+    g = torch.Generator().manual_seed(0)
+    drawn = buf.sample(4, g)
+    assert len(drawn) == 4 and len(buf) == 2 and len({s.row for s in drawn}) == 4
+    copy = HardBuffer(capacity=1)
+    copy.load_state_dict(buf.state_dict())
+    assert [s.row for s in copy.items] == [s.row for s in buf.items] and copy.pop and copy.capacity == 10
+
+
+def test_selection_rules():
+    h = torch.tensor([0.1, 0.5, 0.9, 1.3, 2.0])
+    tau = threshold(h, 0.6)
+    assert tau == pytest.approx(float(torch.quantile(h, 0.6)))
+    passed = torch.tensor([True, True, True, False, True])
+    assert select(h, passed, tau, "and").tolist() == [False, False, False, False, True]
+    low = torch.tensor([True, False, False, False, False])
+    assert select(h, passed, tau, "or", low).tolist() == [True, False, False, True, True]
+
+
+# ------------------------------------------------------------------------------------------------ stacking
+
+def test_two_loras_combine_into_one_exact_adapter():
+    torch.manual_seed(0)
+    mods = ["m.layers.0.q_proj", "m.layers.0.v_proj"]
+    s1 = {f"{m}.lora_A.weight": torch.randn(4, 6) for m in mods} | {f"{m}.lora_B.weight": torch.randn(5, 4)
+                                                                    for m in mods}
+    s2 = {f"{mods[0]}.lora_A.weight": torch.randn(2, 6), f"{mods[0]}.lora_B.weight": torch.randn(5, 2)}
+    c1, c2 = {"r": 4, "lora_alpha": 8, "target_modules": mods}, {"r": 2, "lora_alpha": 16, "target_modules": mods[:1]}
+    state, config = combine((s1, c1), (s2, c2))
+    assert config["r"] == config["lora_alpha"] == 6 and sorted(config["target_modules"]) == sorted(mods)
+    for m in mods:
+        want = 2.0 * s1[f"{m}.lora_B.weight"] @ s1[f"{m}.lora_A.weight"]
+        if m == mods[0]:
+            want = want + 8.0 * s2[f"{m}.lora_B.weight"] @ s2[f"{m}.lora_A.weight"]
+        got = state[f"{m}.lora_B.weight"] @ state[f"{m}.lora_A.weight"]
+        assert torch.allclose(got, want, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+def test_batches_split_over_processes_and_cross_epochs():
+    data = TrainData([{"row": i} for i in range(7)], [])
+    for step in range(5):
+        whole = [r["row"] for r in data.vqa_batch(step, 4, seed=3)]
+        halves = [r["row"] for rank in (0, 1) for r in data.vqa_batch(step, 4, rank, 2, seed=3)]
+        assert whole == halves
+    first_epoch = [r["row"] for s in range(7) for r in data.vqa_batch(s, 1, seed=3)]
+    assert sorted(first_epoch) == list(range(7))
+    assert [r["row"] for r in data.vqa_batch(2, 4, seed=3)] == [r["row"] for r in data.vqa_batch(2, 4, seed=3)]
+
+
+def test_training_answer_follows_vqav2():
+    assert training_answer({"multiple_choice_answer": "2", "answers": ["3"] * 10}) == "2"
+    answers = [{"answer": a} for a in ["red"] * 3 + ["blue"] * 5 + ["green"] * 2]
+    assert training_answer({"answers": answers}) == "blue"
+    assert training_answer({"answer": " yes "}) == "yes" and training_answer({}) is None
+
+
+# ------------------------------------------------------------------------------------------------ config, CLI
+
+def test_presets_ablations_and_labels():
+    assert TrainConfig(method="unigame").finalise().label() == "unigame"
+    cfg = TrainConfig(method="unigame", filter="cosine", buffer=False, explicit=["filter", "buffer"]).finalise()
+    assert (cfg.decode, cfg.label()) == (True, "unigame(filter=cosine,no-buffer)")
+    cfg = TrainConfig(method="adv_embed", filter="cosine", buffer=True, explicit=["filter", "buffer"]).finalise()
+    assert cfg.label() == "adv_embed(filter=cosine,buffer)" and not cfg.decode
+    cfg = TrainConfig(method="unigame", eps_max=0.05, explicit=["eps_max"]).finalise()
+    assert cfg.label() == "unigame(eps=0.05)"
+    ref = TrainConfig(method="unigame", reference_compat=True).finalise()
+    assert (ref.gen_lr, ref.und_lr, ref.decode, ref.tau_quantile, ref.label()) == (3e-2, 3e-6, False, 0.8,
+                                                                                   "unigame(reference)")
+    assert ref.ce_reduction == "sample" and ref.delta_dtype == "float32" and ref.train_mode   # no defects
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--method", "unigam"], "did you mean 'unigame'"),
+    (["train", "--method", "sft", "--no-buffer"], "no effect with --method sft"),
+    (["train", "--method", "adv_embed", "--filter", "clip"], "needs decoded images"),
+    (["train", "--data", "/no/such/vqa.jsonl"], "no such file or folder"),
+    (["train", "--eval-limit", "3"], "need --eval TASKS"),
+    (["train", "--ratio", "one"], "expected C:U"),
+    (["train", "--stepz", "3"], "unrecognized arguments"),
+    (["train", "--method", "sft", "--reference-compat"], "use it with --method unigame"),
+])
+def test_bad_flags_give_one_line_and_exit_code_2(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+
+
+def test_local_vqa_and_caption_data(tmp_path):
+    from PIL import Image
+
+    from harness.errors import DataError
+    from unigame import data as data_mod
+
+    for i in range(3):
+        Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(tmp_path / f"im{i}.png")
+    vqa = tmp_path / "vqa.jsonl"
+    vqa.write_text("".join(json.dumps({"question_id": i, "question": f"q{i}?", "image": f"im{i}.png",
+                                       "answers": [{"answer": "red"}] * 3}) + "\n" for i in range(3)))
+    caps = tmp_path / "cc3m"
+    caps.mkdir()
+    for i in range(2):
+        Image.new("RGB", (8, 8), (0, 40 * i, 0)).save(caps / f"c{i}.jpg")
+    (caps / "captions.jsonl").write_text("".join(json.dumps({"image": f"c{i}.jpg", "caption": f"a photo {i}"}) + "\n"
+                                                 for i in range(2)))
+    data = data_mod.load(str(vqa), str(caps), image_size=32)
+    assert [r["answer"] for r in data.vqa] == ["red"] * 3 and [r["row"] for r in data.vqa] == [0, 1, 2]
+    assert data_mod.pil(data.vqa[1]["image"]).getpixel((0, 0)) == (40, 0, 0)
+    assert [c["caption"] for c in data.captions] == ["a photo 0", "a photo 1"]
+    (caps / "captions.jsonl").write_text(json.dumps({"image": "c0.jpg", "alt": "x"}) + "\n")
+    with pytest.raises(DataError, match="caption column"):
+        data_mod.load(str(vqa), str(caps), image_size=32)

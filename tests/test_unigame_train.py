@@ -1,0 +1,159 @@
+"""UniGame training on a tiny random-config Janus: gradients through the decoder, each method's step, resume,
+the NaN guard, and checkpoints the harness loads (stacked ones included)."""
+import json
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from unigame.cli import build_parser, config_from_args  # noqa: E402
+from unigame.run import train  # noqa: E402
+from unigame.testing import tiny_clip, tiny_janus  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("unigame-models")
+    return {"janus": str(tiny_janus(root / "janus")), "clip": str(tiny_clip(root / "clip"))}
+
+
+def _cfg(models, out, *extra):
+    argv = ["train", "--model", models["janus"], "--data", "shapes", "--shapes-scenes", "6", "--steps", "2",
+            "--batch-size", "2", "--clip-weights", models["clip"], "--no-plots", "--output", str(out), *extra]
+    return config_from_args(build_parser().parse_args(argv))
+
+
+def _log(out) -> list[dict]:
+    return [json.loads(line) for line in (Path(out) / "dynamics" / "train_log.jsonl").read_text().splitlines()]
+
+
+def _trainer(models, tmp_path, *extra):
+    from unigame import data as data_mod
+    from unigame.dist import Dist
+    from unigame.modeling import load_for_training, resolve
+    from unigame.trainer import Trainer
+
+    cfg = _cfg(models, tmp_path, *extra)
+    cfg.captions = "none"
+    adapter, init = resolve(cfg, "cpu")
+    loaded = load_for_training(cfg, adapter, init)
+    return Trainer(cfg, loaded, data_mod.load("shapes", "none", 32, 4), Dist())
+
+
+@pytest.mark.parametrize("interface", ["lm", "code"])
+def test_gradients_reach_the_perturber_through_the_decoder(models, tmp_path, interface):
+    trainer = _trainer(models, tmp_path, "--method", "unigame", "--filter", "none", "--interface", interface)
+    clean = trainer.prepare(trainer.data.vqa_batch(0, 2))
+    z = trainer.adversary.interface_tokens(clean)
+    seen = {}
+    decoder = trainer.hooks.model.model.vqmodel.decoder
+
+    def keep_input(module, args):
+        args[0].retain_grad()
+        seen["input"] = args[0]
+    handle = decoder.register_forward_pre_hook(keep_input)
+    try:
+        cands = trainer.adversary.adversarial(clean, z)
+    finally:
+        handle.remove()
+    cands.ce.mean().backward()
+    assert seen["input"].grad is not None and seen["input"].grad.abs().sum() > 0       # through the decoder
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in trainer.perturber.parameters())
+    assert not any(p.requires_grad for p in decoder.parameters())                      # which stays frozen
+    assert cands.kind == "pixels" and cands.pixels.shape[-1] == 32
+    delta = trainer.perturber(z)
+    assert delta.dtype == torch.float32
+    assert float(delta.detach().norm(dim=-1).max()) <= trainer.cfg.eps_max * (1 + 1e-6)
+    assert cands.delta_rel == pytest.approx(float((delta.norm(dim=-1) / z.norm(dim=-1)).mean()), rel=1e-4)
+
+
+METHODS = {
+    "sft": ["--method", "sft"],
+    "noise": ["--method", "noise"],
+    "adv_embed": ["--method", "adv_embed", "--filter", "cosine", "--buffer", "--cos-threshold", "-1"],
+    "unigame": ["--method", "unigame", "--scene-check", "off", "--clip-threshold", "0"],
+    "unigame_no_decode": ["--method", "unigame", "--no-decode", "--filter", "none"],
+    "unigame_code": ["--method", "unigame", "--interface", "code", "--no-buffer", "--filter", "cosine"],
+    "reca": ["--method", "reca", "--reca-prompt", "What color is the circle ?"],
+    "reference": ["--method", "unigame", "--reference-compat", "--candidates", "2", "--clip-weights", None],
+    "ratio_1_2": ["--method", "unigame", "--filter", "none", "--ratio", "1:2", "--separate-hard-step"],
+}
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_each_method_trains_and_checkpoints(models, tmp_path, name):
+    extra = [models["clip"] if a is None else a for a in METHODS[name]]
+    result = train(_cfg(models, tmp_path, *extra))
+    log = _log(tmp_path)
+    assert [r["step"] for r in log] == [1, 2]
+    assert all(r["loss_u"] is not None and r["skipped_u"] == 0 for r in log)
+    meta = json.loads((result["checkpoints"][-1] / "harness.json").read_text())
+    assert meta["adapter"] == "janus" and meta["base_model"] == models["janus"] and meta["step"] == 2
+    if name in ("unigame", "adv_embed", "reference"):
+        assert log[-1]["buffer_size"] >= 1 and "h_max" in json.dumps(log[-1]).replace("buffer_h_max", "h_max")
+    if name == "reca":
+        assert log[0]["loss_reca"] > 0
+    if name == "noise":
+        assert log[0]["eps"] == pytest.approx(0.02)
+
+
+def test_stop_and_resume_repeats_the_same_losses(models, tmp_path):
+    flags = ["--method", "unigame", "--steps", "4", "--filter", "none", "--scene-check", "off", "--capacity", "2",
+             "--warmup", "1"]
+    train(_cfg(models, tmp_path / "straight", *flags))
+    train(_cfg(models, tmp_path / "resumed", *flags, "--stop-at", "2"))
+    assert [r["step"] for r in _log(tmp_path / "resumed")] == [1, 2]
+    train(_cfg(models, tmp_path / "resumed", *flags, "--resume"))
+    straight, resumed = _log(tmp_path / "straight"), _log(tmp_path / "resumed")
+    assert [r["step"] for r in resumed] == [1, 2, 3, 4]
+    for a, b in zip(straight, resumed):
+        for key in ("loss_u", "loss_clean", "loss_hard", "loss_c", "eps", "buffer_size", "tau"):
+            assert a.get(key) == b.get(key), (a["step"], key)
+    assert resumed[2]["buffer_size"] >= 1
+
+
+def test_non_finite_losses_skip_the_step(models, tmp_path, monkeypatch):
+    trainer = _trainer(models, tmp_path, "--method", "sft")
+    before = [p.detach().clone() for p in trainer.lora]
+    real = trainer.hooks.answer_loss
+    monkeypatch.setattr(trainer.hooks, "answer_loss", lambda *a, **k: real(*a, **k) * float("nan"))
+    m = trainer.train_step(0)
+    assert m["skipped_u"] == 1 and trainer.u.skipped == 1
+    assert all(torch.equal(a, b) for a, b in zip(before, trainer.lora))
+    monkeypatch.setattr(trainer.hooks, "answer_loss", real)
+    assert trainer.train_step(1)["skipped_u"] == 0
+
+
+def _answer_logits(model_hooks, batch):
+    model_hooks.model.eval()
+    with torch.no_grad():
+        return model_hooks.answer_logits(batch)
+
+
+def test_checkpoints_load_in_the_harness_stacked_ones_included(models, tmp_path):
+    from harness.models import resolve_model
+    from harness.models.janus_hooks import JanusHooks
+
+    first = train(_cfg(models, tmp_path / "reca", "--method", "reca", "--und-lr", "0.05", "--warmup", "0"))
+    stacked = train(_cfg(models, tmp_path / "stack", "--method", "unigame", "--filter", "none", "--und-lr", "0.05",
+                         "--warmup", "0", "--init-from", str(first["checkpoints"][-1])))
+    ckpt = stacked["checkpoints"][-1]
+    meta = json.loads((ckpt / "harness.json").read_text())
+    assert meta["base_model"] == models["janus"]
+    assert meta["method"] == "reca(und_lr=0.05)+unigame(filter=none,und_lr=0.05)"
+    assert meta["init_from"]["method"] == "reca(und_lr=0.05)"
+    trainer = stacked["trainer"]
+    rows = trainer.data.vqa_batch(0, 2)
+    from unigame.data import pil
+
+    batch = trainer.hooks.understanding_batch([pil(r["image"]) for r in rows], [r["question"] for r in rows],
+                                              [r["answer"] for r in rows])
+    trained = _answer_logits(trainer.hooks, batch)
+    model, processor = resolve_model(str(ckpt), {"device": "cpu"}).load()
+    loaded = _answer_logits(JanusHooks(model, processor), batch)
+    base_model, base_processor = resolve_model(models["janus"], {"device": "cpu"}).load()
+    base = _answer_logits(JanusHooks(base_model, base_processor), batch)
+    assert (trained - base).abs().max() > 1e-3                    # training moved the model...
+    assert torch.allclose(loaded, trained, atol=1e-4)             # ...and the checkpoint is exactly that model

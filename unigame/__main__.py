@@ -1,0 +1,5 @@
+import sys
+
+from unigame.cli import main
+
+sys.exit(main())

@@ -1,0 +1,54 @@
+"""Evaluating checkpoints through the harness (harness.api.evaluate) and regenerating the leaderboards.
+
+Each evaluation is sharded over the training processes (RunConfig rank/world_size: docs[rank::world], rank 0
+merges). Runs are tagged so leaderboards can group them: method (the run's label), base_model, step, seed,
+train_run and the hyper-parameters; the untrained base model is evaluated once as method "base", step 0.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger("unigame")
+
+
+def evaluate_model(spec: str, cfg, dist, device: str, output: Path, tags: dict):
+    """Evaluate a model spec (a checkpoint folder, a name, a path) on cfg.eval_tasks; rank 0 gets the result."""
+    from harness.api import RunConfig, evaluate
+    from harness.models import resolve_model
+
+    runner = resolve_model(spec, {"device": device})
+    data = cfg.eval_data if cfg.eval_data is not None else getattr(runner, "default_data", None)
+    config = RunConfig(output=output, data=data, limit=cfg.eval_limit, batch_size=cfg.eval_batch_size, tags=tags,
+                       progress=False, rank=dist.rank, world_size=dist.world,
+                       cli=["python", "-m", "unigame", *sys.argv[1:]])
+    try:
+        return evaluate(runner, list(cfg.eval_tasks), config)
+    finally:
+        runner.unload()
+
+
+def summary(result) -> str:
+    parts = []
+    for task, res in sorted((result.results or {}).items()):
+        metrics = res.get("metrics") or {}
+        head = metrics.get(res.get("headline")) or next(iter(metrics.values()), None)
+        value = head.get("value") if isinstance(head, dict) else head
+        if isinstance(value, (int, float)):
+            parts.append(f"{task} {value:.4g}")
+    return ", ".join(parts)
+
+
+def build_leaderboards(results: Path, out: Path) -> str:
+    """Regenerate every leaderboard from the results folder; says what happened in one line."""
+    try:
+        from harness.leaderboard import build_all
+    except ImportError:
+        return "leaderboards not regenerated: harness.leaderboard.build_all is not available in this checkout"
+    try:
+        built = build_all(results, out)
+    except Exception as e:  # a broken board must not lose a finished training run
+        log.warning("leaderboards failed: %s: %s", type(e).__name__, e)
+        return f"leaderboards failed: {type(e).__name__}: {e}"
+    return f"leaderboards written to {out}" + (f" ({len(built)} boards)" if hasattr(built, "__len__") else "")
