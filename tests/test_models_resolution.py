@@ -30,7 +30,7 @@ def base(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def isolated_caches(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
-    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "harness-cache"))
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "harness-cache"))
 
 
 def _hub(tmp_path, base, repo="acme/janus-mini", commit=COMMIT_A, drop=()):

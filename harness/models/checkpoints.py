@@ -6,7 +6,7 @@ PEFT adapter files). Missing files raise one `WeightsError` line that names the 
 
 Identity (for fingerprints): a hub snapshot is identified by its commit; a local folder by the hashes of its config,
 tokenizer/processor and weight files. Hashing a 15 GB folder takes minutes, so weight-file hashes are cached in
-`~/.cache/harness/file-hashes.json` (or `$HARNESS_CACHE_DIR`), keyed by real path, size and modification time.
+`~/.cache/harness/file-hashes.json` (`$HARNESS_CACHE` moves it), keyed by real path, size and modification time.
 """
 from __future__ import annotations
 
@@ -72,7 +72,9 @@ class Source:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("HARNESS_CACHE_DIR") or Path.home() / ".cache" / "harness")
+    from harness.data import cache_root
+
+    return cache_root()
 
 
 def hub_cache() -> Path:

@@ -10,7 +10,6 @@ import ast
 import base64
 import hashlib
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -286,8 +285,9 @@ class JudgePrompt:
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "harness" / "wise" / UPSTREAM_COMMIT
+    from harness.data import cache_root
+
+    return cache_root() / "wise" / UPSTREAM_COMMIT
 
 
 def judge_prompt(protocol: str, path: Union[str, Path, None] = None,
