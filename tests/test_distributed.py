@@ -22,6 +22,14 @@ def _torchrun(nproc: int, *args) -> list[str]:
             "-m", "harness", *map(str, args)]
 
 
+def _accelerate(nproc: int, *args) -> list[str]:
+    # the README's `accelerate launch --multi_gpu --num_processes N -m harness run ...` (accelerate's --cpu would
+    # start a single process; --multi_gpu starts N, and without GPUs the harness falls back to gloo on the CPU)
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(nproc),
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "harness",
+            *map(str, args)]
+
+
 def _args(out, log, delay=0.0):
     return ["run", "--include", DOUBLES, "--model", "double-model", "--model-args",
             json.dumps({"log": str(log), "delay": delay}), "--tasks", TASKS, "--batch-size", "2",
@@ -49,10 +57,11 @@ def _model_rows(out) -> int:
     return n
 
 
-def test_two_processes_match_one(tmp_path, doubles):
+@pytest.mark.parametrize("launcher", [_torchrun, _accelerate], ids=["torchrun", "accelerate"])
+def test_two_processes_match_one(tmp_path, doubles, launcher):
     one = run_cli(*_args(tmp_path / "one", tmp_path / "one.log"))
     assert one.returncode == 0, one.stderr
-    two = subprocess.run(_torchrun(2, *_args(tmp_path / "two", tmp_path / "two.log")), cwd=ROOT,
+    two = subprocess.run(launcher(2, *_args(tmp_path / "two", tmp_path / "two.log")), cwd=ROOT,
                          capture_output=True, text=True, timeout=300)
     assert two.returncode == 0, two.stderr[-3000:]
     assert _outputs(tmp_path / "one") == _outputs(tmp_path / "two")

@@ -19,7 +19,7 @@ from unigame.testing import tiny_janus  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _launch(prefix: list[str], out: Path, model: Path, method: list[str], extra: tuple = ()) -> None:
+def _launch(prefix: list[str], out: Path, model: Path, method: list[str], extra: tuple = ()) -> str:
     argv = ["train", "--model", str(model), "--data", "shapes", "--shapes-scenes", "6", "--batch-size", "4",
             "--steps", "3", "--warmup", "1", "--lora-dropout", "0", "--scene-check", "off", "--no-plots",
             "--output", str(out), *method, *extra]
@@ -27,6 +27,7 @@ def _launch(prefix: list[str], out: Path, model: Path, method: list[str], extra:
     proc = subprocess.run([*prefix, "-m", "unigame", *argv], capture_output=True, text=True, cwd=ROOT, env=env,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
 
 
 def _tensors(out: Path, name: str) -> dict:
@@ -46,7 +47,8 @@ def test_two_processes_equal_one_with_the_same_global_batch(tmp_path, launcher):
     if launcher in ("torchrun", "fsdp"):
         prefix = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     else:
-        prefix = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
+        # --multi_gpu starts two processes (accelerate's --cpu would start one); without GPUs they use gloo
+        prefix = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                   "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                   "--main_process_port", "29517"]
     # the two-process run also evaluates its final checkpoint, sharded over both processes
@@ -54,9 +56,10 @@ def test_two_processes_equal_one_with_the_same_global_batch(tmp_path, launcher):
         if launcher == "torchrun" else ()
     if launcher == "fsdp":       # sharded LoRA and optimiser state through a stop and a resume
         _launch(prefix, tmp_path / "two", model, method, ("--fsdp", "--stop-at", "2"))
-        _launch(prefix, tmp_path / "two", model, method, ("--fsdp", "--resume"))
+        said = _launch(prefix, tmp_path / "two", model, method, ("--fsdp", "--resume"))
     else:
-        _launch(prefix, tmp_path / "two", model, method, evaluate)
+        said = _launch(prefix, tmp_path / "two", model, method, evaluate)
+    assert "2 process(es)" in said          # really two ranks: the comparison below is not one process twice
     for name in ("lora", "perturber"):
         one, two = _tensors(tmp_path / "one", name), _tensors(tmp_path / "two", name)
         assert one.keys() == two.keys()
