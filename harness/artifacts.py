@@ -1,10 +1,10 @@
 """Content-addressed image files: artifacts/<aa>/<sha256>.png, written atomically (temp file + rename)."""
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from pathlib import Path
 
+from harness.store import write_bytes
 from harness.types import Image
 
 
@@ -20,17 +20,9 @@ class ArtifactStore:
         sha = image.sha256
         dest = self.path(sha)
         if not dest.exists():
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=dest.parent, suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    image.pil().save(f, format="PNG")
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, dest)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            buf = io.BytesIO()
+            image.pil().save(buf, format="PNG")
+            write_bytes(dest, buf.getvalue())
         return sha
 
     def get(self, sha: str) -> Image:

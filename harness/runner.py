@@ -58,6 +58,19 @@ class Scorer(Runner):
     """A scoring model (CLIP, a detector, a judge...) shared by every task of a run."""
 
 
+def free_accelerator_memory() -> None:
+    """After dropping a model's references: collect, and hand cached GPU memory back to the driver."""
+    import gc
+
+    gc.collect()
+    try:
+        import torch
+    except ImportError:
+        return
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def fingerprint_of(*parts) -> str:
     """Short stable hash of JSON-able parts, for building fingerprints."""
     return hashlib.sha256(canonical_json(list(parts)).encode()).hexdigest()[:16]

@@ -6,7 +6,6 @@ naming the file to fetch, where to put it, and the `--data PATH` alternative.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -15,22 +14,11 @@ import zipfile
 from pathlib import Path
 
 from harness.data import cache_root
+from harness.hub import offline
+from harness.store import sha256_file
 from harness.errors import DataError
 
 TIMEOUT_S = 30
-
-
-def offline() -> bool:
-    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
-               for v in ("HARNESS_OFFLINE", "HF_HUB_OFFLINE"))
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _download(url: str, dest: Path) -> None:

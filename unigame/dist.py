@@ -13,16 +13,12 @@ from dataclasses import dataclass
 
 import torch
 
+from harness import distributed as harness_distributed
 
-@dataclass
-class Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
 
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
+@dataclass(frozen=True)
+class Dist(harness_distributed.Dist):
+    """The harness's rank/world plus the collectives training needs."""
 
     @property
     def active(self) -> bool:

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import HarnessError, WeightsError
+from harness.hub import cached_commit, hub_cache, snapshot_dir
+from harness.store import sha256_file
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-COMMIT = re.compile(r"^[0-9a-f]{40}$")
 TINY_DIR = Path(__file__).resolve().parent / "tiny_janus"
 NAMED = {
     "janus-pro-1b": "deepseek-community/Janus-Pro-1B",
@@ -77,17 +78,6 @@ def cache_dir() -> Path:
     return cache_root()
 
 
-def hub_cache() -> Path:
-    """The Hugging Face hub cache, read from the environment at call time (HF_HUB_CACHE, then HF_HOME)."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    from huggingface_hub import constants
-
-    return Path(constants.HF_HUB_CACHE)
-
-
 def fetch_hint(hub_id: str) -> str:
     return (f"fetch them with `hf download {hub_id}` (into the Hugging Face cache, {hub_cache()}), or put the "
             f"files ({NEEDED}) in a folder and pass that folder as --model")
@@ -95,16 +85,9 @@ def fetch_hint(hub_id: str) -> str:
 
 def hub_snapshot(hub_id: str, revision: str | None = None) -> tuple[Path, str] | None:
     """(snapshot folder, commit) of a hub repo in the local cache, or None."""
-    repo = hub_cache() / ("models--" + hub_id.replace("/", "--"))
-    revision = revision or "main"
-    commit = revision if COMMIT.match(revision) else None
-    if commit is None:
-        ref = repo / "refs" / revision
-        if not ref.is_file():
-            return None
-        commit = ref.read_text().strip()
-    snap = repo / "snapshots" / commit
-    return (snap, commit) if snap.is_dir() else None
+    commit = cached_commit(hub_id, revision)
+    snap = snapshot_dir(hub_id, commit)
+    return (snap, commit) if snap is not None else None
 
 
 def missing_files(folder: Path) -> list[str]:
@@ -216,19 +199,11 @@ def _checkpoint(spec: str, path: Path, revision: str | None, download: bool) -> 
 
 # ---------------------------------------------------------------------------------------------- content hashes
 
-def _sha256_file(p: Path) -> str:
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def file_hash(p: Path) -> str:
     """sha256 of a file; large files are looked up in the on-disk cache by (real path, size, mtime)."""
     st = p.stat()
     if st.st_size < (1 << 20):
-        return _sha256_file(p)
+        return sha256_file(p)
     store = cache_dir() / "file-hashes.json"
     key = f"{os.path.realpath(p)}|{st.st_size}|{st.st_mtime_ns}"
     try:
@@ -237,7 +212,7 @@ def file_hash(p: Path) -> str:
         known = {}
     if key in known:
         return known[key]
-    digest = _sha256_file(p)
+    digest = sha256_file(p)
     try:  # re-read before writing so concurrent processes mostly keep each other's entries
         try:
             known = json.loads(store.read_text())

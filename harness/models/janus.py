@@ -11,13 +11,11 @@ over the checkpoint's generation config. Each generated image uses a generator s
 """
 from __future__ import annotations
 
-import gc
 import json
-from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.models.checkpoints import TINY_DIR, Source, locate
-from harness.runner import UnifiedModel, fingerprint_of
+from harness.runner import UnifiedModel, fingerprint_of, free_accelerator_memory
 from harness.types import Request, Response
 
 #: bump when prompting or sampling code changes what a given checkpoint outputs
@@ -167,14 +165,7 @@ class JanusAdapter(UnifiedModel):
 
     def unload(self) -> None:
         self._model = self._processor = self._peft = None
-        gc.collect()
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:
-            pass
+        free_accelerator_memory()
 
     def training_hooks(self):
         """The training-facing interface (see harness.models.hooks) on this adapter's loaded model."""
@@ -280,11 +271,15 @@ class JanusAdapter(UnifiedModel):
 
 def understanding_prompt(processor, text: str, n_images: int) -> str:
     """The user's full prompt in the checkpoint's chat format, images first (Janus's own layout)."""
+    if not getattr(processor, "chat_template", None):   # Janus's conversation format, for folders without one
+        return "<|User|>: " + "<image_placeholder>\n" * n_images + text.strip() + "\n\n<|Assistant|>:"
     content = [{"type": "image"}] * n_images + [{"type": "text", "text": text}]
     return processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
 
 
 def generation_prompt(processor, text: str) -> str:
     """The chat-formatted prompt; the processor appends the begin-of-image token in image mode."""
+    if not getattr(processor, "chat_template", None):
+        return "<|User|>: " + text.strip() + "\n\n<|Assistant|>:"
     return processor.apply_chat_template([{"role": "user", "content": [{"type": "text", "text": text}]}],
                                          add_generation_prompt=True)

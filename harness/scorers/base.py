@@ -6,11 +6,10 @@ fingerprint, so changing the preprocessing invalidates cached scores), and imple
 """
 from __future__ import annotations
 
-import gc
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from harness.runner import Scorer, fingerprint_of
+from harness.runner import Scorer, fingerprint_of, free_accelerator_memory
 from harness.scorers import weights as W
 from harness.types import Request, Response
 
@@ -137,14 +136,7 @@ class ModelScorer(Scorer):
         for attr in [a for a in vars(self) if a.startswith("_m_")]:
             setattr(self, attr, None)
         self._loaded = False
-        gc.collect()
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:
-            pass
+        free_accelerator_memory()
 
     # --- helpers for the kind methods -------------------------------------------------------------------------
     def batched(self, items: Sequence, fn: Callable[[Sequence], list]) -> list:

@@ -8,55 +8,20 @@ gigabytes on every run would cost more than the scoring; a copied folder is mere
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from pathlib import Path
 
 from harness.errors import WeightsError
+from harness.hub import cached_commit, hub_cache, offline, snapshot_dir  # noqa: F401  (scorers use W.<name>)
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _SNAPSHOT_IN_PATH = re.compile(r"models--([^/]+)--([^/]+)/snapshots/([0-9a-f]{40})")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".tar", ".npz")
-
-
-def offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def hub_cache() -> Path:
-    """The Hugging Face hub cache, read from the environment at call time."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    from huggingface_hub import constants
-
-    return Path(constants.HF_HUB_CACHE)
 
 
 def is_local(weights: str) -> bool:
     """A path rather than a hub id: it exists, or it cannot be a hub id (absolute, ./, ~)."""
     return Path(weights).expanduser().exists() or not HUB_ID.match(weights)
-
-
-def cached_commit(repo_id: str, revision: str | None = None) -> str | None:
-    """Commit of `repo_id` at `revision` in the local HF cache (no network), or None."""
-    if revision and COMMIT.match(revision):
-        return revision
-    ref = hub_cache() / ("models--" + repo_id.replace("/", "--")) / "refs" / (revision or "main")
-    try:
-        return ref.read_text().strip() or None
-    except OSError:
-        return None
-
-
-def snapshot_dir(repo_id: str, commit: str | None) -> Path | None:
-    """The cached snapshot folder of `repo_id` at `commit`, if present."""
-    if not commit:
-        return None
-    snap = hub_cache() / ("models--" + repo_id.replace("/", "--")) / "snapshots" / commit
-    return snap if snap.is_dir() else None
 
 
 def resolve_commit(repo_id: str, revision: str | None = None) -> tuple[str | None, bool]:
