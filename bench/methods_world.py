@@ -1,0 +1,106 @@
+"""Post-training methods side by side on the embedded world (not a test): several seeds per method, one table.
+
+Trains each method with `python -m unigame train` on `--data shapes` (the same data, loop, steps and learning rates
+for every method), evaluates the base model and every final checkpoint on the world's VQAv2-style, NaturalBench,
+AdVQA-style and UnifiedBench tasks, and prints mean ± standard deviation over seeds, with the base row first.
+Everything lands in one results store, so `python -m harness leaderboard post_training_world --results OUT/results`
+shows the same runs as a leaderboard.
+
+    python bench/methods_world.py [--methods sft,noise,adv_embed,unigame] [--seeds 0,1,2] [--steps 300]
+                                  [--jobs 2] [--out runs/methods-world] [-- extra unigame train flags]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+TASKS = {"vqav2_val": "accuracy", "naturalbench": "g_acc", "advqa_val": "accuracy", "unified_bench": "overall"}
+LABELS = {"vqav2_val": "VQAv2-style acc", "naturalbench": "NaturalBench G-Acc", "advqa_val": "AdVQA-style acc",
+          "unified_bench": "UnifiedBench"}
+
+
+def train(method: str, seed: int, args, extra: list[str], eval_base: bool) -> subprocess.CompletedProcess:
+    out = Path(args.out)
+    cmd = [sys.executable, "-m", "unigame", "train", "--method", method, "--seed", str(seed), "--steps",
+           str(args.steps), "--data", "shapes", "--eval", ",".join(TASKS), "--eval-data", "shapes",
+           "--output", str(out / f"{method}-s{seed}"), "--results", str(out / "results"),
+           "--leaderboards", str(out / "leaderboards"), "--no-plots", *extra]
+    if not eval_base:
+        cmd.append("--no-eval-base")
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    print(f"{method} seed {seed}: exit {proc.returncode}", flush=True)
+    if proc.returncode:
+        print(proc.stderr[-2000:], file=sys.stderr)
+    return proc
+
+
+def collect(results: Path) -> dict[tuple[str, int], dict[str, float]]:
+    """(method, seed) -> {task: headline value} from the final checkpoint of each run (and the base row)."""
+    rows: dict[tuple[str, int], dict] = {}
+    for manifest_path in results.glob("*/*/manifest.json"):
+        manifest = json.loads(manifest_path.read_text())
+        tags = manifest.get("tags", {})
+        method, seed, step = tags.get("method"), int(tags.get("seed", 0)), int(tags.get("step", 0))
+        if method is None:
+            continue
+        key = (method, 0 if method == "base" else seed)
+        values = {}
+        for task, metric in TASKS.items():
+            res = manifest_path.parent / task / "results.json"
+            if res.exists():
+                m = json.loads(res.read_text())["metrics"].get(metric, {})
+                scale = m.get("scale", json.loads(res.read_text()).get("display_scale", 1))
+                values[task] = None if m.get("value") is None else m["value"] * scale
+        if key not in rows or step > rows[key]["_step"]:
+            rows[key] = {"_step": step, **values}
+    return rows
+
+
+def table(rows: dict, methods: list[str]) -> str:
+    head = "| method | seeds | " + " | ".join(LABELS[t] for t in TASKS) + " |"
+    lines = [head, "|" + "---|" * (len(TASKS) + 2)]
+    for method in ["base", *methods]:
+        runs = [v for (m, _s), v in sorted(rows.items()) if m == method]
+        cells = []
+        for task in TASKS:
+            vals = [r[task] for r in runs if r.get(task) is not None]
+            if not vals:
+                cells.append("-")
+            elif len(vals) == 1:
+                cells.append(f"{vals[0]:.2f}")
+            else:
+                cells.append(f"{statistics.mean(vals):.2f} ± {statistics.stdev(vals):.2f}")
+        lines.append(f"| {method} | {len(runs)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--methods", default="sft,noise,adv_embed,unigame")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--jobs", type=int, default=2, help="training runs at once")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    ap.add_argument("--out", default="runs/methods-world")
+    args, extra = ap.parse_known_args()
+    extra = [e for e in extra if e != "--"]
+    methods = args.methods.split(",")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    jobs = [(m, s) for s in seeds for m in methods]
+    # the base model is evaluated once, by the first run; the others share its cached answers
+    train(jobs[0][0], jobs[0][1], args, extra, eval_base=True)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        list(pool.map(lambda ms: train(ms[0], ms[1], args, extra, eval_base=False), jobs[1:]))
+    print(f"\n{args.steps} steps per run, flags: {' '.join(extra) or '(defaults)'}\n")
+    print(table(collect(Path(args.out) / "results"), methods))
+
+
+if __name__ == "__main__":
+    main()
