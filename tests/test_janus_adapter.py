@@ -139,3 +139,17 @@ def test_the_engine_runs_tasks_on_janus_and_resumes_without_loading(folder, tmp_
     again = evaluate(again_model, ["double_sum", "double_roundtrip"], config)
     assert again_model._model is None
     assert again.results["double_sum"]["metrics"] == first.results["double_sum"]["metrics"]
+
+
+def test_prompt_layout_is_janus_with_or_without_a_chat_template(model):
+    from harness.models.janus import generation_prompt, understanding_prompt
+
+    _, processor = model.load()
+    want = "<|User|>: <image_placeholder>\n<image_placeholder>\nWhat color?\n\n<|Assistant|>:"
+    assert understanding_prompt(processor, "What color?", 2) == want
+    assert generation_prompt(processor, "a red circle") == "<|User|>: a red circle\n\n<|Assistant|>:"
+
+    class Bare:
+        chat_template = None
+
+    assert understanding_prompt(Bare(), "What color?", 2) == want

@@ -42,20 +42,11 @@ def test_tiny_janus_answers_and_draws(tiny):
 
 
 @pytest.mark.slow
-def test_heldout_understanding_above_targets(tiny):
-    from harness.models.tiny_eval import eval_pope, eval_vqa
+def test_heldout_scores_clear_the_targets(tmp_path):
+    """Our own tasks on the whole held-out world sets (300 VQA questions, 540 POPE questions, 240 GenEval images,
+    100 UnifiedBench images), scored by the official rules."""
+    from harness.models.tiny_eval import evaluate
 
-    vqa = eval_vqa(tiny, 150)
-    assert vqa["accuracy"] >= 70 and vqa["min_x_chance"] >= 1.5, vqa
-    pope = eval_pope(tiny, 10)
-    for split in ("random", "popular", "adversarial"):
-        assert pope[split]["f1"] >= 70 and 0.3 <= pope[split]["yes_ratio"] <= 0.7, pope
+    summary = evaluate(str(TINY_DIR), tmp_path / "results")
+    assert summary["missed_targets"] == [], summary
 
-
-@pytest.mark.slow
-def test_heldout_generation_above_targets(tiny):
-    from harness.models.tiny_eval import eval_geneval, eval_unified
-
-    assert eval_geneval(tiny, 30)["overall"] >= 0.25
-    ub = eval_unified(tiny, 24)
-    assert ub["similarity"] >= 2 * ub["mismatched"], ub

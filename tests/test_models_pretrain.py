@@ -89,3 +89,18 @@ def test_quick_pretraining_lowers_both_losses_and_resumes(tmp_path):
                               params={"max_new_tokens": 4})])[0]
     g = m.generate([Request("model", "generate", text="a photo of a red circle", seed=0)])[0]
     assert r.ok and g.ok and g.images[0].pil().size == (64, 64)
+
+
+def test_chance_levels_come_from_each_question_family(tmp_path):
+    from harness.models.tiny_eval import question_type_chance
+
+    answers = lambda a, b: [a] * 8 + [b] * 2     # noqa: E731  (8 annotators agree, 2 dissent)
+    docs = [{"question": "How many squares are there?", "question_type": "how many", "answers": answers(str(k), "9")}
+            for k in range(4)]
+    docs += [{"question": "Is there a green square in the image?", "question_type": "is there a", "answers": answers(a, b)}
+             for a, b in (("yes", "no"), ("no", "yes"))]
+    chance = question_type_chance(docs, "official")
+    assert chance["how many"]["chance"] == pytest.approx(1 / 4)
+    assert chance["is there a"]["chance"] == pytest.approx(1 / 2)
+    # a wrong yes/no guess still earns 0.6 from the two dissenting annotators
+    assert chance["is there a"]["guess_score"] == pytest.approx((1 + 0.6) / 2)

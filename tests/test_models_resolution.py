@@ -212,3 +212,17 @@ def test_the_bundled_default_resolves_with_its_default_data():
         pytest.skip("the bundled tiny model has not been trained in this checkout")
     m = resolve_model(None)
     assert m.spec == "tiny-janus" and m.default_data == "shapes" and m._model is None
+
+
+def test_a_missing_bundled_model_says_how_to_rebuild_it(tmp_path, monkeypatch):
+    from harness.models import checkpoints
+
+    gone = tmp_path / "tiny_janus"
+    monkeypatch.setattr(checkpoints, "TINY_DIR", gone)
+    monkeypatch.setitem(checkpoints.NAMED, "tiny-janus", str(gone))
+    with pytest.raises(WeightsError, match="pretrain_tiny"):
+        resolve_model("tiny-janus")
+    gone.mkdir()
+    (gone / "config.json").write_text("{}")
+    with pytest.raises(WeightsError, match=r"bundled tiny model is missing model\.safetensors"):
+        resolve_model("tiny-janus")

@@ -68,6 +68,9 @@ class TrainingHooks(Protocol):
     def pixels_to_pixel_values(self, pixels: torch.Tensor) -> torch.Tensor:
         """Differentiable: images in [-1, 1] [B, 3, h, w] -> the understanding encoder's normalised input."""
 
+    def reencode(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Differentiable: images in [-1, 1] -> visual tokens (pixels_to_pixel_values, then visual_tokens)."""
+
     # generation side --------------------------------------------------------------------------------------
     def images_to_pixels(self, images: Sequence) -> torch.Tensor:
         """PIL images -> [B, 3, S, S] in [-1, 1] at the generation resolution."""

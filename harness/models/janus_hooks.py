@@ -99,6 +99,10 @@ class JanusHooks:
         x = resize_pixels((pixels + 1) / 2, self.image_size)
         return (x - mean) / std
 
+    def reencode(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Differentiable: images in [-1, 1] -> visual tokens, through the processor's normalisation."""
+        return self.visual_tokens(self.pixels_to_pixel_values(pixels))
+
     # ----------------------------------------------------------------------------------------- generation
 
     def images_to_pixels(self, images: Sequence) -> torch.Tensor:

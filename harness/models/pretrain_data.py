@@ -31,7 +31,7 @@ UAE_CAPTION_PROMPT = (
 MMBENCH_HINTS = ("The image shows flat shapes on a plain gray background.",
                  "Every object in the image is a circle, a square or a triangle.")
 # VQAv2 question families first: the held-out VQA mix is BASIC only, the rest keeps AdVQA/MMBench coverage
-FAMILY_WEIGHTS = {"count": 1.5, "color": 1.2, "shape": 1.2, "size": 1.0, "exist": 1.0, "pope": 1.5, "any": 0.8,
+FAMILY_WEIGHTS = {"count": 1.5, "color": 1.2, "shape": 1.5, "size": 1.0, "exist": 1.2, "pope": 2.0, "any": 0.8,
                   "lr": 1.6, "ab": 1.6, "rel_yn": 1.8, "where_rel": 1.6, "where": 0.5, "count_not": 0.3,
                   "count_shape_not": 0.3, "exist_not": 0.3, "count_or": 0.3, "corners": 0.4, "corners_total": 0.3,
                   "count_cornered": 0.3, "rel_color": 0.3, "rel_shape": 0.3, "extreme_color": 0.3,
@@ -84,6 +84,11 @@ def naturalbench_prompt(question: str, rng, mc: bool) -> str:
 
 # ------------------------------------------------------------------------------------------------ examples
 
+def vision_scene(rng):
+    """Scenes for the encoder's auxiliary task (the same mix the understanding examples use)."""
+    return _scene(rng)
+
+
 def _scene(rng):
     if rng.random() < 0.2:      # POPE-like: 3-4 objects of distinct classes
         return sample_scene(rng, int(rng.integers(3, 5)), distinct=True)
@@ -106,20 +111,23 @@ def pope_question(scene, rng) -> dict:
     return {"question": f"Is there a {c} {s} in the image?", "answer": answer}
 
 
-def understanding_example(rng, n_segments: int = 8, caption_p: float = 0.5) -> dict:
-    """One image with several (prompt, answer) segments, all about that image."""
+def understanding_example(rng, n_segments: int = 8, caption_p: float = 0.5, mc_share: float = 0.2,
+                          yn_share: float = 0.12) -> dict:
+    """One image with several (prompt, answer) segments, all about that image: short-answer questions, then
+    multiple choice (`mc_share`) and NaturalBench yes/no (`yn_share`), and a caption with probability
+    `caption_p`."""
     scene = _scene(rng)
     segs: list[tuple[str, str]] = []
     for _ in range(n_segments * 3):
         if len(segs) >= n_segments:
             break
         r = rng.random()
-        if r < 0.68:
+        if r < 1 - mc_share - yn_share:
             fam = _FAMILIES[int(rng.choice(len(_FAMILIES), p=_FAMILY_P))]
             q = pope_question(scene, rng) if fam == "pope" else qgen.sample_question(scene, rng, fam)
             if q:
                 segs.append((vqa_prompt(q["question"], rng), q["answer"]))
-        elif r < 0.88:
+        elif r < 1 - yn_share:
             n_opts = 4 if rng.random() < 0.75 else int(rng.integers(2, 4))
             mc = sample_choice(scene, rng, MC_FAMILIES[int(rng.integers(len(MC_FAMILIES)))], n_options=n_opts)
             if mc:

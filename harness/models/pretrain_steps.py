@@ -118,10 +118,12 @@ class Packer:
         lab = torch.tensor([r[3] + [-100] * (width - len(r[3])) for r in rows])
         pixels = images_to_tensor([im for ex in examples for im in ex["images"]])
         return {"input_ids": ids, "segments": seg, "positions": pos, "labels": lab,
-                "pixel_values": self._normalise(pixels)}
+                "pixel_values": self.normalise(self.processor, pixels)}
 
-    def _normalise(self, pixels: torch.Tensor) -> torch.Tensor:
-        ip = self.processor.image_processor
+    @staticmethod
+    def normalise(processor, pixels: torch.Tensor) -> torch.Tensor:
+        """[-1, 1] pixels -> the processor's normalisation (the images are already at the model's size)."""
+        ip = processor.image_processor
         mean = torch.tensor(ip.image_mean).view(1, 3, 1, 1)
         std = torch.tensor(ip.image_std).view(1, 3, 1, 1)
         return ((pixels + 1) / 2 - mean) / std

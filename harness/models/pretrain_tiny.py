@@ -4,8 +4,9 @@
     python -m harness.models.pretrain_tiny --quick    # the same pipeline in well under a minute (tests)
 
 Parts, one process per core, each with one thread (janus.md: two 2-thread jobs on 2 cores slow each other down):
-  phase 1, in parallel: the VQ autoencoder | understanding (vision encoder + LM);
-  phase 2, two data-parallel ranks: understanding and caption -> VQ-code generation together (one model).
+  phase 1, in parallel: the VQ autoencoder | the understanding encoder on a per-patch auxiliary task;
+  phase 2, two data-parallel ranks: understanding (encoder + LM);
+  phase 3, two data-parallel ranks: understanding and caption -> VQ-code generation together (one model).
 Then the model is written as a Hugging Face folder (default: the package's `harness/models/tiny_janus/`, which the
 `tiny-janus` name loads through the ordinary `janus` adapter) with `training.json` saying how it was trained, and
 checked on held-out world data (`tiny_eval`).
@@ -19,23 +20,27 @@ import argparse
 import hashlib
 import json
 import os
+import platform
 import shutil
 import sys
 import time
 from pathlib import Path
 
-MODEL = dict(hidden=128, layers=4, heads=4, kv_heads=2, intermediate=512, vision_hidden=128, vision_layers=3,
+MODEL = dict(hidden=128, layers=4, heads=4, kv_heads=4, intermediate=512, vision_hidden=128, vision_layers=3,
              vision_heads=4, image_size=64, patch=8, vq_embed=8, codes=512, vq_base=32, vq_latent=64,
              vq_res_blocks=1, max_positions=1024)
 RECIPE = dict(
     seed=0, model=MODEL, vocab_texts=2000,
     vq_steps=1500, vq_batch=16, vq_lr=2e-3, vq_restart_every=100,
-    und_steps=1500, und_batch=12, und_lr=2e-3, segments=8, caption_p=0.3, aux_weight=0.5,
-    joint_steps=3000, joint_und_batch=4, joint_gen_batch=32, joint_lr=1.5e-3, gen_weight=1.0, cfg_drop=0.1,
+    vision_steps=8000, vision_batch=32, vision_lr=1e-3,
+    und_steps=1500, und_batch=12, und_lr=2e-3, segments=8, caption_p=0.3, aux_weight=0.5, aux_tied=True,
+    encoder_lr_scale=0.25,
+    joint_steps=2800, joint_und_batch=4, joint_gen_batch=32, joint_lr=1.5e-3, gen_weight=1.0, cfg_drop=0.1,
     warmup=100, log_every=20, save_every_s=240, guidance=2.0, image_temperature=1.0,
 )
-QUICK = dict(vocab_texts=100, vq_steps=12, vq_batch=4, vq_restart_every=6, und_steps=12, und_batch=2, segments=4,
-             joint_steps=8, joint_und_batch=2, joint_gen_batch=4, warmup=2, log_every=1, save_every_s=5)
+QUICK = dict(vocab_texts=100, vq_steps=12, vq_batch=4, vq_restart_every=6, vision_steps=12, vision_batch=4,
+             und_steps=8, und_batch=2, segments=4, joint_steps=8, joint_und_batch=2, joint_gen_batch=4, warmup=2,
+             log_every=1, save_every_s=5)
 
 
 def recipe_for(quick: bool, seed: int, overrides: dict) -> dict:
@@ -72,6 +77,10 @@ def prepare(workdir: Path, r: dict) -> None:
     os.replace(tmp, init)
 
 
+def _stop(signum, frame):
+    raise SystemExit(f"terminated by signal {signum}")
+
+
 def run_parallel(jobs: list[tuple]) -> None:
     """Run (target, args) in spawned processes; if one fails, stop the others and fail."""
     import multiprocessing as mp
@@ -80,14 +89,19 @@ def run_parallel(jobs: list[tuple]) -> None:
     procs = [ctx.Process(target=t, args=a) for t, a in jobs]
     for p in procs:
         p.start()
+    import signal
+
+    # a terminated parent takes its workers with it (they would otherwise keep training as orphans)
+    previous = signal.signal(signal.SIGTERM, _stop)
     try:
         while any(p.is_alive() for p in procs):
             if any(p.exitcode not in (None, 0) for p in procs):
                 break
             time.sleep(0.5)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         for p in procs:
-            if p.is_alive() and any(q.exitcode not in (None, 0) for q in procs):
+            if p.is_alive():
                 p.terminate()
             p.join()
     bad = [p for p in procs if p.exitcode != 0]
@@ -131,6 +145,18 @@ def _log_summary(workdir: Path, part: str, keys: tuple[str, ...]) -> dict:
                 "last": round(sum(x[k] for x in tail) / len(tail), 4)} for k in keys}
 
 
+def _part_seconds(workdir: Path, part: str) -> float:
+    """Training seconds a part spent over all its invocations: its log's clock restarts at each resume, so the
+    segments' last readings add up (steps redone after an interruption count too)."""
+    path = workdir / f"{part}.log.jsonl"
+    total, last = 0.0, 0.0
+    for t in (json.loads(l)["t"] for l in path.read_text().splitlines() if l.strip()):
+        if t < last:
+            total += last
+        last = t
+    return round(total + last, 1)
+
+
 def main(argv=None) -> int:
     from harness.models.checkpoints import TINY_DIR, cache_dir
 
@@ -156,34 +182,39 @@ def main(argv=None) -> int:
     print(f"pretraining tiny-janus in {workdir}", flush=True)
     prepare(workdir, r)
 
-    from harness.models.pretrain_joint import joint_worker
-    from harness.models.pretrain_workers import und_worker, vq_worker
+    from harness.models.pretrain_lm import lm_worker
+    from harness.models.pretrain_workers import vision_worker, vq_worker
 
-    jobs = [(f, (str(workdir),)) for f, done in ((vq_worker, "vq.done"), (und_worker, "und.done"))
+    jobs = [(f, (str(workdir),)) for f, done in ((vq_worker, "vq.done"), (vision_worker, "vision.done"))
             if not (workdir / done).exists()]
     if jobs:
         print(f"phase 1: {', '.join(j[0].__name__ for j in jobs)}", flush=True)
         run_parallel(jobs)
-    if not (workdir / "joint.done").exists():
-        print("phase 2: joint understanding + generation on 2 ranks", flush=True)
-        init_file = workdir / f"dist-{time.time_ns()}"
-        run_parallel([(joint_worker, (rank, 2, str(workdir), str(init_file))) for rank in range(2)])
-        init_file.unlink(missing_ok=True)
+    for n, phase in ((2, "und"), (3, "joint")):
+        if not (workdir / f"{phase}.done").exists():
+            print(f"phase {n}: {phase} on 2 ranks", flush=True)
+            init_file = workdir / f"dist-{time.time_ns()}"
+            run_parallel([(lm_worker, (rank, 2, str(workdir), str(init_file), phase)) for rank in range(2)])
+            init_file.unlink(missing_ok=True)
 
     import torch
     import transformers
 
     from harness.world import WORLD_VERSION
 
-    walls = {p: json.loads((workdir / f"{p}.done").read_text())["wall_seconds"] for p in ("vq", "und", "joint")}
+    walls = {p: _part_seconds(workdir, log) for p, log in
+             (("vq", "vq"), ("vision", "vision"), ("und", "und-0"), ("joint", "joint-0"))}
     meta = {"seed": r["seed"], "world_version": WORLD_VERSION, "quick": a.quick, "recipe": r,
-            "steps": {"vq": r["vq_steps"], "understanding": r["und_steps"], "joint": r["joint_steps"]},
-            "device": "cpu: 2 processes x 1 thread", "part_wall_seconds": walls,
-            "wall_seconds": round(max(walls["vq"], walls["und"]) + walls["joint"], 1),
+            "steps": {"vq": r["vq_steps"], "vision": r["vision_steps"], "understanding": r["und_steps"],
+                      "joint": r["joint_steps"]},
+            "device": f"cpu: 2 processes x 1 thread ({platform.processor() or platform.machine()})",
+            "part_wall_seconds": walls,
+            "wall_seconds": round(max(walls["vq"], walls["vision"]) + walls["und"] + walls["joint"], 1),
             "this_invocation_seconds": round(time.time() - t0, 1),
             "losses": {"vq": _log_summary(workdir, "vq", ("loss",)),
-                       "understanding": _log_summary(workdir, "und", ("loss", "aux")),
-                       "joint": _log_summary(workdir, "joint-0", ("und", "gen"))},
+                       "vision": _log_summary(workdir, "vision", ("loss", "shape")),
+                       "understanding": _log_summary(workdir, "und-0", ("loss", "aux")),
+                       "joint": _log_summary(workdir, "joint-0", ("loss", "gen"))},
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
                          "python": sys.version.split()[0]},
             "command": "python -m harness.models.pretrain_tiny" + (" --quick" if a.quick else "")}

@@ -1,11 +1,10 @@
-"""The three training parts of `pretrain_tiny`, each run in its own process with one thread.
+"""Training parts of `pretrain_tiny` and the pieces the LM phases share (one process, one thread each).
 
 * `vq_worker`: the VQ autoencoder alone (own quantiser, object pixels up-weighted, dead codes restarted);
-* `und_worker`: understanding alone (vision encoder, aligner, LM) on packed prompts, with an auxiliary per-patch
-  head on the visual tokens (colour / shape / size of the object under each patch) that gives the encoder a dense
-  signal from the first step; the head is a training-only module and is not exported;
-* `joint_worker`: one rank of the joint phase (understanding + teacher-forced generation on VQ codes, CFG
-  dropout), gradients averaged over ranks by hand (gloo all-reduce of one flat buffer).
+* `vision_worker`: the understanding encoder and aligner alone on an auxiliary per-patch task (colour / shape /
+  size of the object under each patch, and the patch's row and column); the head is training-only, not exported;
+* the LM phases (understanding, then understanding + generation) run on two ranks, see `pretrain_lm`; they use
+  `und_chunks` / `und_backward` from here (packed prompts plus the same auxiliary head, kept on).
 
 Each part checkpoints atomically every few minutes and resumes from its checkpoint; its examples are a function of
 (part, rank, step), so a resumed part sees exactly what an uninterrupted one would have.
@@ -25,6 +24,7 @@ import torch.nn.functional as F
 from harness.models import pretrain_data as data
 from harness.models.pretrain_steps import (Packer, images_to_tensor, restart_dead_codes, understanding_loss,
                                            vq_loss)
+from harness.world.render import render
 from harness.world.scene import COLOR_NAMES, SHAPES, Scene
 
 
@@ -35,9 +35,42 @@ def aux_classes(grid: int) -> tuple[int, ...]:
     return (len(COLOR_NAMES) + 1, len(SHAPES) + 1, 3, grid, grid)
 
 
-def aux_head_for(model) -> torch.nn.Linear:
-    grid = model.config.vision_config.image_size // model.config.vision_config.patch_size
-    return torch.nn.Linear(model.config.text_config.hidden_size, sum(aux_classes(grid)))
+class AuxHead(torch.nn.Module):
+    """Training-only per-patch classifier on the visual tokens. With `tied`, colour, shape and size are scored
+    against the LM's own word embeddings ("red", "circle", "large", ...) plus a learned background vector, which
+    puts a patch's attributes in the same directions as the question words that ask for them."""
+
+    def __init__(self, model, tokenizer, tied: bool):
+        super().__init__()
+        d = model.config.text_config.hidden_size
+        grid = model.config.vision_config.image_size // model.config.vision_config.patch_size
+        self.sizes = aux_classes(grid)
+        self.tied = tied
+        if tied:
+            words = (COLOR_NAMES, SHAPES, ("small", "large"))
+            self.word_ids = [tokenizer.convert_tokens_to_ids(list(w)) for w in words]
+            self.background = torch.nn.Parameter(torch.zeros(3, d))
+            self.scale = torch.nn.Parameter(torch.tensor(1.0))
+            self.pos = torch.nn.Linear(d, 2 * grid)
+        else:
+            self.linear = torch.nn.Linear(d, sum(self.sizes))
+        self._embed = [model.get_input_embeddings()]     # a list: not a submodule, never saved with the head
+
+    def forward(self, visual: torch.Tensor) -> list[torch.Tensor]:
+        """Logits per attribute: colour, shape, size, row, column."""
+        if not self.tied:
+            bounds = np.cumsum((0,) + self.sizes)
+            out = self.linear(visual)
+            return [out[..., lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])]
+        table = self._embed[0].weight
+        logits = [self.scale * visual @ torch.cat([self.background[k:k + 1], table[ids]]).t()
+                  for k, ids in enumerate(self.word_ids)]
+        pos = self.pos(visual)
+        return logits + [pos[..., :self.sizes[3]], pos[..., self.sizes[3]:]]
+
+
+def aux_head_for(model, tokenizer, recipe: dict) -> AuxHead:
+    return AuxHead(model, tokenizer, recipe.get("aux_tied", False))
 
 
 # ------------------------------------------------------------------------------------------------ plumbing
@@ -155,8 +188,8 @@ def und_chunks(r: dict, part: str, rank: int, step: int, size: int, packer: Pack
                chunk: int = 4) -> list[dict]:
     """The step's examples sorted by length and packed in chunks of `chunk`, so short sequences are not padded
     to the longest of the whole batch."""
-    exs = [data.understanding_example(data.stream(part, rank, step, i, r["seed"]), r["segments"], r["caption_p"])
-           for i in range(size)]
+    exs = [data.understanding_example(data.stream(part, rank, step, i, r["seed"]), r["segments"], r["caption_p"],
+                                      r.get("mc_share", 0.2), r.get("yn_share", 0.12)) for i in range(size)]
     exs.sort(key=lambda e: sum(len(q) + len(a) for q, a in e["segments"]))
     out = []
     for k in range(0, len(exs), chunk):
@@ -173,11 +206,9 @@ def und_loss_with_aux(model, aux_head, batch, aux_weight: float):
 
     visual = image_features(model, batch["pixel_values"])
     loss, acc = understanding_loss(model, batch, visual)
-    logits = aux_head(visual)
-    sizes = aux_classes(int(round(visual.shape[1] ** 0.5)))
     aux = 0.0
-    for k, (lo, hi) in enumerate(zip((0,) + tuple(np.cumsum(sizes)[:-1]), np.cumsum(sizes))):
-        aux = aux + F.cross_entropy(logits[..., lo:hi].flatten(0, 1), batch["aux"][..., k].flatten())
+    for k, logits in enumerate(aux_head(visual)):
+        aux = aux + F.cross_entropy(logits.flatten(0, 1), batch["aux"][..., k].flatten())
     return loss + aux_weight * aux, loss, aux, acc
 
 
@@ -192,42 +223,59 @@ def und_backward(model, aux_head, chunks: list[dict], aux_weight: float, scale: 
     return stats
 
 
-def und_worker(workdir: str) -> None:
+def vision_batch(r: dict, step: int, grid: int, processor):
+    scenes = [data.vision_scene(data.stream("vision", 0, step, i, r["seed"])) for i in range(r["vision_batch"])]
+    pixels = Packer.normalise(processor, images_to_tensor([render(sc, data.SIZE) for sc in scenes]))
+    return pixels, torch.stack([patch_labels(sc, grid) for sc in scenes])
+
+
+def vision_worker(workdir: str) -> None:
+    """The understanding encoder and aligner alone, on the per-patch auxiliary task (a from-scratch ViT needs
+    thousands of cheap image-only steps before it tells circles, squares and triangles apart)."""
+    from harness.models.janus_decode import image_features
+
     workdir = Path(workdir)
-    r, log = _setup(workdir, "und")
+    r, log = _setup(workdir, "vision")
     model, processor = build(workdir)
     model.train()
-    for p in model.model.vqmodel.parameters():
-        p.requires_grad_(False)
     grid = model.config.vision_config.image_size // model.config.vision_config.patch_size
-    aux_head = aux_head_for(model)
-    params = [p for p in model.parameters() if p.requires_grad] + list(aux_head.parameters())
-    opt = torch.optim.AdamW(params, lr=r["und_lr"], betas=(0.9, 0.98), weight_decay=0.01)
-    ckpt_path, start = workdir / "und.pt", 0
+    aux_head = aux_head_for(model, processor.tokenizer, r)
+    parts = [model.model.vision_model, model.model.aligner]
+    params = [p for m in parts for p in m.parameters()] + list(aux_head.parameters())
+    if aux_head.tied:      # the attribute words' embeddings are the tied head's classes
+        params.append(model.get_input_embeddings().weight)
+    opt = torch.optim.AdamW(params, lr=r["vision_lr"], betas=(0.9, 0.98), weight_decay=0.01)
+    ckpt_path, start = workdir / "vision.pt", 0
     if (ck := load_ckpt(ckpt_path)) is not None:
         model.load_state_dict(ck["model"], strict=False)
         aux_head.load_state_dict(ck["aux"])
         opt.load_state_dict(ck["opt"])
         start = ck["step"]
-    packer = Packer(processor)
     last_save, t0 = time.time(), time.time()
+    keep = ("model.vision_model.", "model.aligner.", "model.language_model.embed_tokens.")
 
     def state(step):
-        keep = {k: v for k, v in model.state_dict().items() if not k.startswith("model.vqmodel.")}
-        return {"model": keep, "aux": aux_head.state_dict(), "opt": opt.state_dict(), "step": step}
+        return {"model": {k: v for k, v in model.state_dict().items() if k.startswith(keep)},
+                "aux": aux_head.state_dict(), "opt": opt.state_dict(), "step": step}
 
-    for step in range(start, r["und_steps"]):
-        chunks = und_chunks(r, "und", 0, step, r["und_batch"], packer, grid)
+    for step in range(start, r["vision_steps"]):
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, r["und_steps"], r["und_lr"], r["warmup"])
+            g["lr"] = lr_at(step, r["vision_steps"], r["vision_lr"], r["warmup"])
+        pixels, labels = vision_batch(r, step, grid, processor)
+        logits = aux_head(image_features(model, pixels))
+        losses = [F.cross_entropy(lg.flatten(0, 1), labels[..., k].flatten()) for k, lg in enumerate(logits)]
         opt.zero_grad(set_to_none=True)
-        stats = und_backward(model, aux_head, chunks, r["aux_weight"])
+        sum(losses).backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        if step % r["log_every"] == 0 or step == r["und_steps"] - 1:
-            log.write(step=step, **{k: round(v, 4) for k, v in stats.items()}, t=round(time.time() - t0, 1))
+        if step % r["log_every"] == 0 or step == r["vision_steps"] - 1:
+            obj = labels[..., 0] > 0
+            accs = [float((lg.argmax(-1)[obj] == labels[..., k][obj]).float().mean()) for k, lg in
+                    enumerate(logits[:3])]
+            log.write(step=step, loss=round(sum(x.item() for x in losses), 4), color=round(accs[0], 3),
+                      shape=round(accs[1], 3), size=round(accs[2], 3), t=round(time.time() - t0, 1))
         if time.time() - last_save > r["save_every_s"]:
             save_atomic(state(step + 1), ckpt_path)
             last_save = time.time()
-    save_atomic(state(r["und_steps"]), ckpt_path)
-    (workdir / "und.done").write_text(json.dumps({"wall_seconds": round(time.time() - t0, 1)}))
+    save_atomic(state(r["vision_steps"]), ckpt_path)
+    (workdir / "vision.done").write_text(json.dumps({"wall_seconds": round(time.time() - t0, 1)}))

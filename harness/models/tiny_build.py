@@ -33,10 +33,10 @@ CHAT_TEMPLATE = (
     "{% else %}{{ message['role'].capitalize() }}: {% endif %}"
     "{% if message['content'] is string %}{{ message['content'] }}"
     "{% else %}{% for content in message['content'] %}"
-    "{% if content['type'] == 'image' %}<image_placeholder>\n"
+    "{% if content['type'] == 'image' %}<image_placeholder>{{ '\\n' }}"
     "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}"
     "{% endfor %}{% endif %}"
-    "{% if message['role']|lower == 'user' %}\n\n{% else %}" + EOS + "{% endif %}"
+    "{% if message['role']|lower == 'user' %}{{ '\\n\\n' }}{% else %}" + EOS + "{% endif %}"
     "{% endfor %}"
     "{% if add_generation_prompt %}<|Assistant|>:{% endif %}"
 )

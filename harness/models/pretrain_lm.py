@@ -1,0 +1,138 @@
+"""The LM phases of `pretrain_tiny`, each on two data-parallel ranks (one process, one thread each).
+
+* "und": understanding on packed prompts, starting from the pretrained encoder (`vision.pt`), with the auxiliary
+  per-patch head kept on;
+* "joint": one model learns understanding and generation together: the understanding loss plus the teacher-forced
+  generation loss (janus.md pitfall 3) on VQ codes of freshly rendered images, with CFG dropout that turns the
+  prompt into the inference null prompt (pitfall 5).
+
+Gradients are averaged over ranks through one flat gloo all-reduce, so the ranks stay identical without wrapping
+the model.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from harness.models import pretrain_data as data
+from harness.models.janus_hooks import JanusHooks
+from harness.models.pretrain_steps import Packer, images_to_tensor, quantise
+from harness.models.pretrain_workers import (_setup, aux_head_for, build, load_ckpt, lr_at, save_atomic,
+                                             und_backward, und_chunks)
+
+PHASES = {"und": ("vision", "und"), "joint": ("und", "joint")}     # phase -> (checkpoint it starts from, its own)
+
+
+def start_from(model, processor, workdir: Path, r: dict, phase: str) -> torch.nn.Module:
+    """Load the previous phase's weights (and the VQ for the joint phase); returns the auxiliary head."""
+    prev = load_ckpt(workdir / f"{PHASES[phase][0]}.pt")
+    model.load_state_dict(prev["model"], strict=False)
+    aux_head = aux_head_for(model, processor.tokenizer, r)
+    aux_head.load_state_dict(prev["aux"])
+    if phase == "joint":
+        model.model.vqmodel.load_state_dict(load_ckpt(workdir / "vq.pt")["vq"])
+        with torch.no_grad():   # code inputs start as the (unit-norm) codebook vectors the VQ decoder reads
+            model.model.generation_embeddings.weight.copy_(
+                F.normalize(model.model.vqmodel.quantize.embedding.weight, dim=-1))
+    return aux_head
+
+
+def gen_chunks(r: dict, rank: int, step: int, hooks: JanusHooks, chunk: int = 12) -> list:
+    """The step's caption -> codes pairs, sorted by prompt length and cut into chunks (less left padding)."""
+    items = []
+    for i in range(r["joint_gen_batch"]):
+        rng = data.stream("joint-gen", rank, step, i, r["seed"])
+        prompt, image = data.generation_example(rng)
+        items.append((prompt, image, bool(rng.random() < r["cfg_drop"])))
+    items.sort(key=lambda t: len(t[0]))
+    with torch.no_grad():
+        _, codes, _, _ = quantise(hooks.model.model.vqmodel, images_to_tensor([t[1] for t in items]))
+    return [hooks.generation_batch([t[0] for t in items[k:k + chunk]], codes[k:k + chunk],
+                                   drop_condition=[t[2] for t in items[k:k + chunk]])
+            for k in range(0, len(items), chunk)]
+
+
+def all_reduce_grads(params: list[torch.Tensor], world: int) -> None:
+    from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    grads = [p.grad for p in params]
+    flat = _flatten_dense_tensors(grads)
+    dist.all_reduce(flat)
+    flat /= world
+    for g, f in zip(grads, _unflatten_dense_tensors(flat, grads)):
+        g.copy_(f)
+
+
+def lm_worker(rank: int, world: int, workdir: str, init_file: str, phase: str) -> None:
+    workdir = Path(workdir)
+    r, log = _setup(workdir, f"{phase}-{rank}")
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    model, processor = build(workdir)
+    aux_head = start_from(model, processor, workdir, r, phase)
+    model.train()
+    model.model.vqmodel.eval()
+    model.model.vqmodel.requires_grad_(False)
+    if phase == "und":     # the generation modules get no gradient before the joint phase
+        for m in (model.model.generation_embeddings, model.model.generation_aligner, model.model.generation_head):
+            m.requires_grad_(False)
+    encoder = {id(p) for m in (model.model.vision_model, model.model.aligner) for p in m.parameters()}
+    params = [p for p in model.parameters() if p.requires_grad] + list(aux_head.parameters())
+    steps, lr, und_size = ((r["und_steps"], r["und_lr"], r["und_batch"]) if phase == "und"
+                           else (r["joint_steps"], r["joint_lr"], r["joint_und_batch"]))
+    # the pretrained encoder moves slower than the LM, so the LM's early steps do not wash its features out
+    groups = [{"params": [p for p in params if id(p) in encoder], "scale": r["encoder_lr_scale"]},
+              {"params": [p for p in params if id(p) not in encoder], "scale": 1.0}]
+    opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
+    ckpt_path, start = workdir / f"{phase}.pt", 0
+    if (ck := load_ckpt(ckpt_path)) is not None:
+        model.load_state_dict(ck["model"], strict=False)
+        aux_head.load_state_dict(ck["aux"])
+        opt.load_state_dict(ck["opt"])
+        start = ck["step"]
+    hooks = JanusHooks(model, processor)
+    packer = Packer(processor)
+    grid = model.config.vision_config.image_size // model.config.vision_config.patch_size
+    last_save, t0 = time.time(), time.time()
+
+    def state(step):
+        keep = {k: v for k, v in model.state_dict().items() if not k.startswith("model.vqmodel.")}
+        return {"model": keep, "aux": aux_head.state_dict(), "opt": opt.state_dict(), "step": step}
+
+    for step in range(start, steps):
+        for g in opt.param_groups:
+            g["lr"] = g["scale"] * lr_at(step, steps, lr, r["warmup"])
+        opt.zero_grad(set_to_none=True)
+        stats = und_backward(model, aux_head, und_chunks(r, phase, rank, step, und_size, packer, grid),
+                             r["aux_weight"])
+        if phase == "joint":
+            chunks = gen_chunks(r, rank, step, hooks)
+            stats["gen"] = 0.0
+            for c in chunks:
+                loss = hooks.generation_loss(c).mean() / len(chunks)
+                (r["gen_weight"] * loss).backward()
+                stats["gen"] += loss.item()
+        all_reduce_grads(params, world)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        if step % r["log_every"] == 0 or step == steps - 1:
+            log.write(step=step, **{k: round(v, 4) for k, v in stats.items()}, t=round(time.time() - t0, 1))
+        save_now = torch.tensor([float(time.time() - last_save > r["save_every_s"])])
+        dist.broadcast(save_now, 0)          # rank 0's clock decides, so both ranks reach the barrier together
+        if save_now.item():
+            if rank == 0:
+                save_atomic(state(step + 1), ckpt_path)
+            dist.barrier()
+            last_save = time.time()
+    if rank == 0:
+        save_atomic(state(steps), ckpt_path)
+        (workdir / f"{phase}.done").write_text(json.dumps({"wall_seconds": round(time.time() - t0, 1)}))
+    dist.barrier()
+    dist.destroy_process_group()
