@@ -173,7 +173,10 @@ model-a,,no,73.8,1.25,,,34.2,,,
 def test_build_all_writes_every_board_and_one_page(store, tmp_path):
     names = ["understanding", "training_curves", "post_training_world"]
     written = build_all(store, tmp_path / "out", names=names)
-    assert [p.name for p in written] == [f"{n}.{s}" for n in names for s in ("md", "csv", "json")] + ["index.html"]
+    tables = [f"{n}.{s}" for n in names for s in ("md", "csv", "json")]
+    assert sorted(p.name for p in written) == sorted(tables + ["index.html", "understanding-plot1.svg",
+                                                               "training_curves-plot1.svg"])
+    assert (tmp_path / "out" / "training_curves-plot1.svg").read_text().startswith("<?xml")
     page = (tmp_path / "out" / "index.html").read_text()
     assert all(f'id="{n}"' in page for n in names) and "<svg" not in page
     assert page.count('<img class="plot"') == 2             # bars and curves; the empty world board draws none

@@ -2,8 +2,8 @@
 
     build_all(results_dir, out_dir, names=None) -> list[Path]
 
-writes <out>/<board>.md, .csv and .json for each board and one self-contained page <out>/index.html holding the
-boards built. The same store always gives byte-identical Markdown, CSV and JSON. It is meant to be called after each
+writes <out>/<board>.md, .csv and .json for each board, its plots as <out>/<board>-plotN.svg, and one self-contained
+page <out>/index.html holding the boards built. The same store always gives byte-identical Markdown, CSV and JSON. It is meant to be called after each
 run and each training checkpoint's evaluation; `python -m harness leaderboard` is the command-line form.
 """
 from __future__ import annotations
@@ -46,10 +46,16 @@ def write_boards(boards, out_dir: str | Path, page_name: str = "index.html") -> 
 
     out = Path(out_dir)
     written = []
+    drawn = []
     for board in boards:
         for suffix, text in ((".md", markdown(board)), (".csv", to_csv(board)), (".json", to_json(board))):
             written.append(_publish(out / f"{board.spec.name}{suffix}", text))
-    written.append(_publish(out / page_name, page([(b, draw(b)) for b in boards])))
+        plots = draw(board)
+        # each plot also as its own file, for embedding in a README or a paper
+        for k, (_title, svg) in enumerate(plots, 1):
+            written.append(_publish(out / f"{board.spec.name}-plot{k}.svg", svg))
+        drawn.append((board, plots))
+    written.append(_publish(out / page_name, page(drawn)))
     return written
 
 
