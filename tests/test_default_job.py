@@ -18,8 +18,9 @@ ALL = ["vqav2_val", "mmmu_val", "mmbench_en_dev", "pope", "geneval", "wise", "un
 def test_default_job_runs_every_task_on_the_world_with_the_bundled_model(tmp_path):
     proc = run_cli("run", "--limit", "4", "--output", tmp_path, "--no-progress", "--leaderboard")
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # a headline can be undefined on 4 documents (POPE's F1 when no answer is "yes"): "-", never a made-up number
     for task in ALL:
-        assert re.search(rf"^{task}\s+\w+ \*\s+[\d.]+", proc.stdout, re.M), (task, proc.stdout)
+        assert re.search(rf"^{task}\s+\w+ \*\s+([\d.]+|-)\s", proc.stdout, re.M), (task, proc.stdout)
     [manifest] = tmp_path.glob("tiny-janus/*/manifest.json")
     m = json.loads(manifest.read_text())
     assert m["status"] == "complete" and m["tasks"] == ALL and m["config"]["data"] == "shapes"
