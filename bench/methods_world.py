@@ -7,7 +7,8 @@ Everything lands in one results store, so `python -m harness leaderboard post_tr
 shows the same runs as a leaderboard.
 
     python bench/methods_world.py [--methods sft,noise,adv_embed,unigame] [--seeds 0,1,2] [--steps 300]
-                                  [--jobs 2] [--out runs/methods-world] [-- extra unigame train flags]
+                                  [--jobs 2] [--out runs/methods-world] [--table-only]
+                                  [-- extra unigame train flags]
 """
 from __future__ import annotations
 
@@ -47,7 +48,9 @@ def collect(results: Path) -> dict[tuple[str, int], dict[str, float]]:
     for manifest_path in results.glob("*/*/manifest.json"):
         manifest = json.loads(manifest_path.read_text())
         tags = manifest.get("tags", {})
-        method, seed, step = tags.get("method"), int(tags.get("seed", 0)), int(tags.get("step", 0))
+        # "method" is the run's label (it names non-default hyper-parameters); the bare method is in the config
+        method = (tags.get("hyper_parameters") or {}).get("method", tags.get("method"))
+        seed, step = int(tags.get("seed", 0)), int(tags.get("step", 0))
         if method is None:
             continue
         key = (method, 0 if method == "base" else seed)
@@ -89,10 +92,14 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2, help="training runs at once")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per run")
     ap.add_argument("--out", default="runs/methods-world")
+    ap.add_argument("--table-only", action="store_true", help="print the table from --out's results; train nothing")
     args, extra = ap.parse_known_args()
     extra = [e for e in extra if e != "--"]
     methods = args.methods.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
+    if args.table_only:
+        print(table(collect(Path(args.out) / "results"), methods))
+        return
     jobs = [(m, s) for s in seeds for m in methods]
     # the base model is evaluated once, by the first run; the others share its cached answers
     train(jobs[0][0], jobs[0][1], args, extra, eval_base=True)
