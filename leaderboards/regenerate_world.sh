@@ -4,7 +4,7 @@
 #   2. sft, noise, adv_embed and unigame post-trained from it on --data shapes, 3 seeds each, every final
 #      checkpoint evaluated on the VQAv2-style, NaturalBench, AdVQA-style and UnifiedBench tasks;
 #   3. every leaderboard built from that one results store.
-# Usage: bash leaderboards/regenerate_world.sh [WORK_DIR]      (default runs/world; about an hour on 2 CPU cores)
+# Usage: bash leaderboards/regenerate_world.sh [WORK_DIR]      (default runs/world; about 30 minutes on 2 CPU cores)
 set -euo pipefail
 work=${1:-runs/world}
 steps=${STEPS:-300}
