@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tag", action="append", metavar="KEY=VALUE", help="label the run (repeatable)")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     run.add_argument("--leaderboard", action="store_true",
-                     help="rebuild the leaderboards from the results folder afterwards (into OUTPUT/leaderboards)")
+                     help="rebuild the leaderboards from the results folder afterwards (into OUTPUT/leaderboards; "
+                          "on by default when `run` has no arguments)")
     _common(run)
 
     for name, help_ in (("tasks", "list tasks and suites"), ("models", "list registered models"),

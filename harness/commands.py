@@ -42,7 +42,7 @@ def cmd_run(args, argv) -> int:
         if result.derived:
             print("\n" + derived_lines(result.derived))
         print(f"\nresults: {result.run_dir}")
-        if args.leaderboard:
+        if args.leaderboard or argv == ["run"]:     # the default job (no arguments) ends with its leaderboards too
             from harness.leaderboard import build_all
 
             paths = build_all(args.output, Path(args.output) / "leaderboards")
