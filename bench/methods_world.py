@@ -7,7 +7,7 @@ Everything lands in one results store, so `python -m harness leaderboard post_tr
 shows the same runs as a leaderboard.
 
     python bench/methods_world.py [--methods sft,noise,adv_embed,unigame] [--seeds 0,1,2] [--steps 300]
-                                  [--jobs 2] [--out runs/methods-world] [--table-only]
+                                  [--jobs 2] [--out runs/methods-world] [--eval TASKS] [--table-only]
                                   [-- extra unigame train flags]
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ LABELS = {"vqav2_val": "VQAv2-style acc", "naturalbench": "NaturalBench G-Acc", 
 def train(method: str, seed: int, args, extra: list[str], eval_base: bool) -> subprocess.CompletedProcess:
     out = Path(args.out)
     cmd = [sys.executable, "-m", "unigame", "train", "--method", method, "--seed", str(seed), "--steps",
-           str(args.steps), "--data", "shapes", "--eval", ",".join(TASKS), "--eval-data", "shapes",
+           str(args.steps), "--data", "shapes", "--eval", args.eval, "--eval-data", "shapes",
            "--output", str(out / f"{method}-s{seed}"), "--results", str(out / "results"),
            "--leaderboards", str(out / "leaderboards"), "--no-plots", *extra]
     if not eval_base:
@@ -92,6 +92,8 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2, help="training runs at once")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per run")
     ap.add_argument("--out", default="runs/methods-world")
+    ap.add_argument("--eval", default=",".join(TASKS),
+                    help="tasks or suites each final checkpoint is evaluated on (the table shows the four above)")
     ap.add_argument("--table-only", action="store_true", help="print the table from --out's results; train nothing")
     args, extra = ap.parse_known_args()
     extra = [e for e in extra if e != "--"]

@@ -293,7 +293,7 @@ def test_cli_builds_and_reports_bad_names(store, tmp_path, capsys):
     out = tmp_path / "cli-out"
     assert main(["leaderboard", "robustness", "--results", str(store), "--out", str(out)]) == 0
     assert capsys.readouterr().out.split() == [str(out / f"robustness.{s}") for s in ("md", "csv", "json")] + [
-        str(out / "index.html")]
+        str(out / "robustness-plot1.svg"), str(out / "index.html")]
     assert oct((out / "index.html").stat().st_mode & 0o777) == "0o644"
     assert main(["leaderboard", "robustnes", "--results", str(store), "--out", str(out)]) == 2
     assert "did you mean 'robustness'" in capsys.readouterr().err
