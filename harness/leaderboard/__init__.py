@@ -2,9 +2,10 @@
 
     build_all(results_dir, out_dir, names=None) -> list[Path]
 
-writes <out>/<board>.md, .csv and .json for each board, its plots as <out>/<board>-plotN.svg, and one self-contained
-page <out>/index.html holding the boards built. The same store always gives byte-identical Markdown, CSV and JSON. It is meant to be called after each
-run and each training checkpoint's evaluation; `python -m harness leaderboard` is the command-line form.
+writes <out>/<board>.md, .csv and .json for each board, its plots as <out>/<board>-plotN.svg, and one
+self-contained page <out>/index.html holding the boards built. The same store always gives byte-identical Markdown,
+CSV and JSON. It is meant to be called after each run and each training checkpoint's evaluation; `python -m harness
+leaderboard` is the command-line form.
 """
 from __future__ import annotations
 

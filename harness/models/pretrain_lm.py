@@ -11,7 +11,6 @@ the model.
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -22,8 +21,8 @@ import torch.nn.functional as F
 from harness.models import pretrain_data as data
 from harness.models.janus_hooks import JanusHooks
 from harness.models.pretrain_steps import Packer, images_to_tensor, quantise
-from harness.models.pretrain_workers import (_setup, aux_head_for, build, load_ckpt, lr_at, save_atomic,
-                                             und_backward, und_chunks)
+from harness.models.pretrain_workers import (_setup, aux_head_for, build, load_ckpt, lr_at, mark_done,
+                                             save_atomic, und_backward, und_chunks)
 
 PHASES = {"und": ("vision", "und"), "joint": ("und", "joint")}     # phase -> (checkpoint it starts from, its own)
 
@@ -133,6 +132,6 @@ def lm_worker(rank: int, world: int, workdir: str, init_file: str, phase: str) -
             last_save = time.time()
     if rank == 0:
         save_atomic(state(steps), ckpt_path)
-        (workdir / f"{phase}.done").write_text(json.dumps({"wall_seconds": round(time.time() - t0, 1)}))
+        mark_done(workdir, phase)
     dist.barrier()
     dist.destroy_process_group()

@@ -111,6 +111,12 @@ class Log:
             f.write(json.dumps(row) + "\n")
 
 
+def mark_done(workdir: Path, part: str) -> None:
+    """The part is finished: `pretrain_tiny` skips it from now on. Its training time is summed from its log (the
+    log's clock survives resumes; this invocation's clock does not)."""
+    (workdir / f"{part}.done").write_text(json.dumps({"finished": round(time.time(), 1)}))
+
+
 def _setup(workdir: Path, part: str):
     torch.set_num_threads(1)
     from transformers.utils import logging as hf_logging
@@ -161,7 +167,7 @@ def vq_worker(workdir: str) -> None:
             save_atomic({"vq": vq.state_dict(), "opt": opt.state_dict(), "step": step + 1}, ckpt_path)
             last_save = time.time()
     save_atomic({"vq": vq.state_dict(), "opt": opt.state_dict(), "step": r["vq_steps"]}, ckpt_path)
-    (workdir / "vq.done").write_text(json.dumps({"wall_seconds": round(time.time() - t0, 1)}))
+    mark_done(workdir, "vq")
 
 
 # ------------------------------------------------------------------------------------------------ understanding
@@ -278,4 +284,4 @@ def vision_worker(workdir: str) -> None:
             save_atomic(state(step + 1), ckpt_path)
             last_save = time.time()
     save_atomic(state(r["vision_steps"]), ckpt_path)
-    (workdir / "vision.done").write_text(json.dumps({"wall_seconds": round(time.time() - t0, 1)}))
+    mark_done(workdir, "vision")
