@@ -266,6 +266,24 @@ def test_post_training_rows_deltas_and_seeds(store):
     assert not any(r.reported for r in board(store, "post_training").rows)
 
 
+def test_deltas_match_methods_trained_with_the_same_departures(tmp_path):
+    """A unigame row trained at und_lr 5e-4 is compared with the sft row at that learning rate, not with an sft
+    at another one; a row whose reference is ambiguous gets no delta rather than a wrong one."""
+    root = tmp_path / "results"
+    tags = {"base_model": "tiny", "seed": "0", "step": "300"}
+    runs = {"base": 0.0, "sft(und_lr=0.0005)": 1.0, "sft(und_lr=0.001)": 3.0, "sft": 2.0,
+            "unigame(filter=none,und_lr=0.0005)": 4.0, "unigame(eps=0.05,lora_r=8)": 6.0}
+    for i, (method, bump) in enumerate(runs.items()):
+        write_run(root, f"m{i}", "run-1", scaled(bump), finished=100 + i,
+                  tags={**tags, "method": method, "step": "0" if method == "base" else "300"})
+    write_run(root, "m9", "run-1", scaled(9.0), finished=120, tags={**tags, "method": "sft(lora_r=8)"})
+    write_run(root, "m10", "run-1", scaled(9.0), finished=121, tags={**tags, "method": "sft(eps=0.05)"})
+    rows = {r.fields["method"]: r.cells["vqav2"].deltas for r in board(root, "post_training").rows}
+    assert rows["unigame(filter=none,und_lr=0.0005)"] == {"base": pytest.approx(4.0), "sft": pytest.approx(3.0)}
+    assert rows["sft(und_lr=0.0005)"] == {"base": pytest.approx(1.0)}
+    assert rows["unigame(eps=0.05,lora_r=8)"] == {"base": pytest.approx(6.0)}    # two sft rows qualify equally
+
+
 def test_training_curves_by_run_and_step(store):
     curves = board(store, "training_curves")
     assert [(r.fields["train_run"], r.fields["step"]) for r in curves.rows] == [

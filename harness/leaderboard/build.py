@@ -102,6 +102,30 @@ def reported_rows(spec: Spec, reported: list[ReportedRow]) -> list[Row]:
     return rows
 
 
+def split_label(label: str) -> tuple[str, frozenset]:
+    """'unigame(filter=none,und_lr=0.0005)' -> ('unigame', {'filter=none', 'und_lr=0.0005'})."""
+    name, paren, rest = label.partition("(")
+    if not paren or not rest.endswith(")"):
+        return label, frozenset()
+    return name, frozenset(p.strip() for p in rest[:-1].split(",") if p.strip())
+
+
+def reference_row(rows: list[Row], row: Row, name: str, own_parts: frozenset, key: str, ident):
+    """The `name` row to compare `row` with: same identity, and trained with a subset of `row`'s departures from
+    the defaults, the largest such subset (so unigame(filter=none,und_lr=0.0005) is compared with
+    sft(und_lr=0.0005), not with an sft at another learning rate); None when missing or ambiguous."""
+    best, best_size, tie = None, -1, False
+    for other in rows:
+        other_name, parts = split_label(str(other.fields.get(key)))
+        if other_name != name or not parts <= own_parts or ident(other) != ident(row):
+            continue
+        if len(parts) > best_size:
+            best, best_size, tie = other, len(parts), False
+        elif len(parts) == best_size:
+            tie = True
+    return None if tie else best
+
+
 def add_deltas(spec: Spec, rows: list[Row]) -> None:
     """Differences against the same base model's reference rows (e.g. method base and sft), within one provenance:
     measured rows against measured rows, a paper's rows against the same paper's rows."""
@@ -113,13 +137,12 @@ def add_deltas(spec: Spec, rows: list[Row]) -> None:
     def ident(row: Row) -> tuple:
         return (row.reported, row.source, *(str(row.fields.get(k)) for k in match))
 
-    index = {(ident(r), str(r.fields.get(key))): r for r in rows}
     for row in rows:
-        own = str(row.fields.get(key))
+        own, own_parts = split_label(str(row.fields.get(key)))
         # a reference row is compared only with those listed before it: sft against base, never base against sft
         refs = against[:against.index(own)] if own in against else against
         for a in refs:
-            ref = index.get((ident(row), a))
+            ref = reference_row(rows, row, a, own_parts, key, ident)
             if ref is None or ref is row:
                 continue
             for col in spec.visible:
