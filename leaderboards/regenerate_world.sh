@@ -3,7 +3,7 @@
 #   1. the bundled model on every task (the default job, tagged as the base row of the post-training table);
 #   2. sft, noise, adv_embed and unigame post-trained from it on --data shapes, 3 seeds each, every final
 #      checkpoint evaluated on every task;
-#   3. every leaderboard built from that one results store.
+#   3. every leaderboard built from that one results store, and the README's world table copied from it.
 # Usage: bash leaderboards/regenerate_world.sh [WORK_DIR]      (default runs/world; about 35 minutes on 2 CPU cores)
 set -euo pipefail
 work=${1:-runs/world}
@@ -13,3 +13,4 @@ python -m harness run --output "$work/results" --no-progress \
 # the tiny model was pretrained with learning rates near 1e-3: the paper's LoRA rate (2e-5) would leave it unchanged
 python bench/methods_world.py --seeds 0,1,2 --steps "$steps" --out "$work" --eval all -- --und-lr 5e-4
 python -m harness leaderboard --all --results "$work/results" --out leaderboards/world
+python leaderboards/readme_table.py
