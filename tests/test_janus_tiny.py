@@ -59,3 +59,18 @@ def test_heldout_scores_reproduce_the_record_and_hold_the_targets_it_clears(tmp_
     ub = got["unified_bench"]
     assert ub["overall"] == pytest.approx(recorded["unified_bench"]["overall"], abs=0.5)
     assert ub["overall"] >= 2 * ub["mismatched"]
+
+
+def test_yes_no_probe_reports_every_layer_and_the_embeddings_at_chance():
+    """The probe's floor: the last prompt token is the same for every question, so at the embeddings it can
+    only reach the base rate, 50.0% of POPE's balanced questions; every LM layer gets a line."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "yes_no_probe.py"), "--train", "96", "--images", "4"],
+                         capture_output=True, text=True, cwd=ROOT, check=True).stdout.splitlines()
+    layers = json.loads((TINY_DIR / "config.json").read_text())["text_config"]["num_hidden_layers"]
+    assert out[0].startswith("tiny-janus: held-out POPE (embedded world, 72 questions), model AUC ")
+    assert out[1].endswith("embeddings: 50.0% held-out") and len(out) == 2 + layers
