@@ -25,6 +25,7 @@ from harness.world import build
 def last_prompt_states(hooks, images, questions, batch: int = 32) -> torch.Tensor:
     """[N, layers + 1, hidden] at the last prompt position (the answer " yes" + EOS follows it)."""
     model, out = hooks.model, []
+    answer_len = len(hooks.tokenizer(" yes", add_special_tokens=False)["input_ids"]) + 1
     with torch.no_grad():
         for k in range(0, len(questions), batch):
             qs = [f"{q}\n{data.VQA_SUFFIX}" for q in questions[k:k + batch]]
@@ -33,7 +34,6 @@ def last_prompt_states(hooks, images, questions, batch: int = 32) -> torch.Tenso
             o = model.model.language_model(inputs_embeds=embeds, attention_mask=b.attention_mask,
                                             position_ids=positions(b.attention_mask), use_cache=False,
                                             output_hidden_states=True)
-            answer_len = len(hooks.tokenizer(" yes", add_special_tokens=False)["input_ids"]) + 1
             out.append(torch.stack([h[:, -answer_len - 1] for h in o.hidden_states], 1))
     return torch.cat(out)
 
@@ -52,11 +52,16 @@ def probe_accuracy(x_train, y_train, x_test, y_test, steps: int = 500) -> float:
         return float(((b @ w + c > 0).float() == y_test).float().mean())
 
 
-def model_auc(hooks, images, questions, answers) -> float:
+def model_auc(hooks, images, questions, answers, batch: int = 32) -> float:
+    """AUC of the model's log p(yes) - log p(no) against the true answers."""
     qs = [f"{q}\n{data.VQA_SUFFIX}" for q in questions]
+    margins = []
     with torch.no_grad():
-        margin = (hooks.answer_loss(hooks.understanding_batch(images, qs, ["no"] * len(qs)))
-                  - hooks.answer_loss(hooks.understanding_batch(images, qs, ["yes"] * len(qs))))
+        for k in range(0, len(qs), batch):
+            ims, chunk = images[k:k + batch], qs[k:k + batch]
+            margins.append(hooks.answer_loss(hooks.understanding_batch(ims, chunk, ["no"] * len(chunk)))
+                           - hooks.answer_loss(hooks.understanding_batch(ims, chunk, ["yes"] * len(chunk))))
+    margin = torch.cat(margins)
     pos = margin[torch.tensor(answers)]
     neg = margin[~torch.tensor(answers)]
     return float((pos[:, None] > neg[None]).float().mean() + 0.5 * (pos[:, None] == neg[None]).float().mean())
