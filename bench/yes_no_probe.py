@@ -18,23 +18,19 @@ import torch.nn.functional as F
 
 from harness.models import pretrain_data as data
 from harness.models import resolve_model
-from harness.models.janus_decode import merge_visual, positions
 from harness.world import build
 
 
 def last_prompt_states(hooks, images, questions, batch: int = 32) -> torch.Tensor:
     """[N, layers + 1, hidden] at the last prompt position (the answer " yes" + EOS follows it)."""
-    model, out = hooks.model, []
+    out = []
     answer_len = len(hooks.tokenizer(" yes", add_special_tokens=False)["input_ids"]) + 1
     with torch.no_grad():
         for k in range(0, len(questions), batch):
             qs = [f"{q}\n{data.VQA_SUFFIX}" for q in questions[k:k + batch]]
             b = hooks.understanding_batch(images[k:k + batch], qs, ["yes"] * len(qs))
-            embeds = merge_visual(model, b.input_ids, hooks.visual_tokens(b.pixel_values))
-            o = model.model.language_model(inputs_embeds=embeds, attention_mask=b.attention_mask,
-                                            position_ids=positions(b.attention_mask), use_cache=False,
-                                            output_hidden_states=True)
-            out.append(torch.stack([h[:, -answer_len - 1] for h in o.hidden_states], 1))
+            layers = hooks._hidden(b, None, all_layers=True)    # the same input layout as answer_loss
+            out.append(torch.stack([h[:, -answer_len - 1] for h in layers], 1))
     return torch.cat(out)
 
 

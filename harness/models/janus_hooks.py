@@ -69,13 +69,15 @@ class JanusHooks:
     def visual_tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return image_features(self.model, pixel_values.to(self.device, self.model.dtype))
 
-    def _hidden(self, batch: UnderstandingBatch, visual: torch.Tensor | None) -> torch.Tensor:
+    def _hidden(self, batch: UnderstandingBatch, visual: torch.Tensor | None, all_layers: bool = False):
+        """The LM's last hidden state, or with `all_layers` the tuple (embeddings, layer 1, ...) for probes."""
         if visual is None and batch.pixel_values is not None:
             visual = self.visual_tokens(batch.pixel_values)
         embeds = merge_visual(self.model, batch.input_ids, visual)
         out = self.model.model.language_model(inputs_embeds=embeds, attention_mask=batch.attention_mask,
-                                              position_ids=positions(batch.attention_mask), use_cache=False)
-        return out.last_hidden_state
+                                              position_ids=positions(batch.attention_mask), use_cache=False,
+                                              output_hidden_states=all_layers)
+        return out.hidden_states if all_layers else out.last_hidden_state
 
     def answer_logits(self, batch: UnderstandingBatch, visual: torch.Tensor | None = None) -> torch.Tensor:
         return self.model.lm_head(self._hidden(batch, visual))
