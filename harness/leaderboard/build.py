@@ -115,9 +115,10 @@ def reference_row(rows: list[Row], row: Row, name: str, own_parts: frozenset, ke
     the defaults, the largest such subset (so unigame(filter=none,und_lr=0.0005) is compared with
     sft(und_lr=0.0005), not with an sft at another learning rate); None when missing or ambiguous."""
     best, best_size, tie = None, -1, False
+    want = ident(row)
     for other in rows:
         other_name, parts = split_label(str(other.fields.get(key)))
-        if other_name != name or not parts <= own_parts or ident(other) != ident(row):
+        if other_name != name or not parts <= own_parts or ident(other) != want:
             continue
         if len(parts) > best_size:
             best, best_size, tie = other, len(parts), False
