@@ -36,6 +36,26 @@ def test_yes_no_answers_are_balanced_and_prompts_use_the_task_formats():
     assert set(letters) <= set("ABCD") and len(set(letters)) > 2
 
 
+def test_focus_multipliers_shift_the_question_mix_and_unknown_families_are_refused():
+    plain = data.family_probabilities()
+    focus = data.family_probabilities({"pope": 8.0})
+    pope = list(data.FAMILY_WEIGHTS).index("pope")
+    assert focus.sum() == pytest.approx(1.0) and focus[pope] > 3 * plain[pope]
+
+    def pope_share(p):
+        segs = [q for i in range(40) for q, _ in data.understanding_example(
+            data.stream("mix", 0, 0, i), caption_p=0.0, mc_share=0.0, yn_share=0.0, family_p=p)["segments"]]
+        return sum(q.startswith("Is there a") and q.split("\n")[0].endswith("in the image?") for q in segs) / len(segs)
+
+    assert pope_share(focus) > 2 * pope_share(plain)
+    with pytest.raises(ValueError, match="popes"):
+        data.family_probabilities({"popes": 2.0})
+    from harness.models.pretrain_tiny import recipe_for
+
+    with pytest.raises(SystemExit, match="--set focus_families: unknown question families \\['popes'\\]"):
+        recipe_for(False, 0, {"focus_families": {"popes": 2.0}})
+
+
 def test_tokenizer_covers_training_and_benchmark_text():
     from harness.world import build
 
@@ -77,6 +97,7 @@ def test_quick_pretraining_lowers_both_losses_and_resumes(tmp_path):
     assert losses["joint"]["gen"]["last"] < losses["joint"]["gen"]["first"]
     assert losses["vq"]["loss"]["last"] < losses["vq"]["loss"]["first"]
     assert meta["seed"] == 0 and meta["world_version"] and meta["steps"]["joint"] > 0
+    assert meta["steps"]["focus"] > 0 and losses["focus"]["gen"]["last"] > 0     # the shared LM keeps drawing
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert again.returncode == 0 and "phase" not in again.stdout      # finished parts are not retrained
 

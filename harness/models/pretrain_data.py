@@ -37,7 +37,18 @@ FAMILY_WEIGHTS = {"count": 1.5, "color": 1.2, "shape": 1.5, "size": 1.0, "exist"
                   "count_cornered": 0.3, "rel_color": 0.3, "rel_shape": 0.3, "extreme_color": 0.3,
                   "extreme_shape": 0.3, "same_color": 0.3}
 _FAMILIES = list(FAMILY_WEIGHTS)
-_FAMILY_P = np.array([FAMILY_WEIGHTS[f] for f in _FAMILIES]) / sum(FAMILY_WEIGHTS.values())
+
+
+def family_probabilities(multipliers: dict[str, float] | None = None) -> np.ndarray:
+    """Sampling probabilities of the short-answer families: FAMILY_WEIGHTS, each times its multiplier."""
+    unknown = set(multipliers or {}) - set(FAMILY_WEIGHTS)
+    if unknown:
+        raise ValueError(f"unknown question families {sorted(unknown)} (known: {', '.join(_FAMILIES)})")
+    w = np.array([FAMILY_WEIGHTS[f] * (multipliers or {}).get(f, 1.0) for f in _FAMILIES])
+    return w / w.sum()
+
+
+_FAMILY_P = family_probabilities()
 YES_NO = ("exist", "any", "rel_yn", "exist_not", "same_color")
 LETTERS = "ABCDE"
 
@@ -112,10 +123,11 @@ def pope_question(scene, rng) -> dict:
 
 
 def understanding_example(rng, n_segments: int = 8, caption_p: float = 0.5, mc_share: float = 0.2,
-                          yn_share: float = 0.12) -> dict:
+                          yn_share: float = 0.12, family_p: np.ndarray | None = None) -> dict:
     """One image with several (prompt, answer) segments, all about that image: short-answer questions, then
     multiple choice (`mc_share`) and NaturalBench yes/no (`yn_share`), and a caption with probability
-    `caption_p`."""
+    `caption_p`. `family_p` replaces the default family probabilities (`family_probabilities`)."""
+    family_p = _FAMILY_P if family_p is None else family_p
     scene = _scene(rng)
     segs: list[tuple[str, str]] = []
     for _ in range(n_segments * 3):
@@ -123,7 +135,7 @@ def understanding_example(rng, n_segments: int = 8, caption_p: float = 0.5, mc_s
             break
         r = rng.random()
         if r < 1 - mc_share - yn_share:
-            fam = _FAMILIES[int(rng.choice(len(_FAMILIES), p=_FAMILY_P))]
+            fam = _FAMILIES[int(rng.choice(len(_FAMILIES), p=family_p))]
             q = pope_question(scene, rng) if fam == "pope" else qgen.sample_question(scene, rng, fam)
             if q:
                 segs.append((vqa_prompt(q["question"], rng), q["answer"]))

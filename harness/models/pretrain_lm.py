@@ -4,7 +4,12 @@
   per-patch head kept on;
 * "joint": one model learns understanding and generation together: the understanding loss plus the teacher-forced
   generation loss (janus.md pitfall 3) on VQ codes of freshly rendered images, with CFG dropout that turns the
-  prompt into the inference null prompt (pitfall 5).
+  prompt into the inference null prompt (pitfall 5);
+* "focus": the joint losses again, with the question families the joint model answers from the text rather than
+  the image (set-level yes/no, relations, positions) sampled more often. These set-level questions sit on a plateau
+  until the model has started to ground them, which happens late in the joint phase; from there, a few hundred
+  focused steps move them quickly, while from the understanding checkpoint the same focus leaves them at chance.
+  The generation loss stays on because the LM is shared: focused understanding steps alone break generation.
 
 Gradients are averaged over ranks through one flat gloo all-reduce, so the ranks stay identical without wrapping
 the model.
@@ -24,28 +29,30 @@ from harness.models.pretrain_steps import Packer, images_to_tensor, quantise
 from harness.models.pretrain_workers import (_setup, aux_head_for, build, load_ckpt, lr_at, mark_done,
                                              save_atomic, und_backward, und_chunks)
 
-PHASES = {"und": ("vision", "und"), "joint": ("und", "joint")}     # phase -> (checkpoint it starts from, its own)
+# phase -> (checkpoint it starts from, its own)
+PHASES = {"und": ("vision", "und"), "joint": ("und", "joint"), "focus": ("joint", "focus")}
 
 
 def start_from(model, processor, workdir: Path, r: dict, phase: str) -> torch.nn.Module:
-    """Load the previous phase's weights (and the VQ for the joint phase); returns the auxiliary head."""
+    """Load the previous phase's weights (and the VQ for the phases with generation); returns the auxiliary head."""
     prev = load_ckpt(workdir / f"{PHASES[phase][0]}.pt")
     model.load_state_dict(prev["model"], strict=False)
     aux_head = aux_head_for(model, processor.tokenizer, r)
     aux_head.load_state_dict(prev["aux"])
-    if phase == "joint":
+    if phase != "und":
         model.model.vqmodel.load_state_dict(load_ckpt(workdir / "vq.pt")["vq"])
+    if phase == "joint":
         with torch.no_grad():   # code inputs start as the (unit-norm) codebook vectors the VQ decoder reads
             model.model.generation_embeddings.weight.copy_(
                 F.normalize(model.model.vqmodel.quantize.embedding.weight, dim=-1))
     return aux_head
 
 
-def gen_chunks(r: dict, rank: int, step: int, hooks: JanusHooks, chunk: int = 12) -> list:
+def gen_chunks(r: dict, phase: str, rank: int, step: int, hooks: JanusHooks, chunk: int = 12) -> list:
     """The step's caption -> codes pairs, sorted by prompt length and cut into chunks (less left padding)."""
     items = []
-    for i in range(r["joint_gen_batch"]):
-        rng = data.stream("joint-gen", rank, step, i, r["seed"])
+    for i in range(r[f"{phase}_gen_batch"]):
+        rng = data.stream(f"{phase}-gen", rank, step, i, r["seed"])
         prompt, image = data.generation_example(rng)
         items.append((prompt, image, bool(rng.random() < r["cfg_drop"])))
     items.sort(key=lambda t: len(t[0]))
@@ -84,8 +91,10 @@ def lm_worker(rank: int, world: int, workdir: str, init_file: str, phase: str) -
             m.requires_grad_(False)
     encoder = {id(p) for m in (model.model.vision_model, model.model.aligner) for p in m.parameters()}
     params = [p for p in model.parameters() if p.requires_grad] + list(aux_head.parameters())
-    steps, lr, und_size = ((r["und_steps"], r["und_lr"], r["und_batch"]) if phase == "und"
-                           else (r["joint_steps"], r["joint_lr"], r["joint_und_batch"]))
+    steps, lr, und_size = {"und": (r["und_steps"], r["und_lr"], r["und_batch"]),
+                           "joint": (r["joint_steps"], r["joint_lr"], r["joint_und_batch"]),
+                           "focus": (r["focus_steps"], r["focus_lr"], r["focus_batch"])}[phase]
+    family_p = data.family_probabilities(r["focus_families"]) if phase == "focus" else None
     # the pretrained encoder moves slower than the LM, so the LM's early steps do not wash its features out
     groups = [{"params": [p for p in params if id(p) in encoder], "scale": r["encoder_lr_scale"]},
               {"params": [p for p in params if id(p) not in encoder], "scale": 1.0}]
@@ -109,10 +118,10 @@ def lm_worker(rank: int, world: int, workdir: str, init_file: str, phase: str) -
         for g in opt.param_groups:
             g["lr"] = g["scale"] * lr_at(step, steps, lr, r["warmup"])
         opt.zero_grad(set_to_none=True)
-        stats = und_backward(model, aux_head, und_chunks(r, phase, rank, step, und_size, packer, grid),
-                             r["aux_weight"])
-        if phase == "joint":
-            chunks = gen_chunks(r, rank, step, hooks)
+        stats = und_backward(model, aux_head, und_chunks(r, phase, rank, step, und_size, packer, grid,
+                                                          family_p=family_p), r["aux_weight"])
+        if phase != "und":
+            chunks = gen_chunks(r, phase, rank, step, hooks)
             stats["gen"] = 0.0
             for c in chunks:
                 loss = hooks.generation_loss(c).mean() / len(chunks)

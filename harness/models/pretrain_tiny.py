@@ -6,7 +6,9 @@
 Parts, one process per core, each with one thread (janus.md: two 2-thread jobs on 2 cores slow each other down):
   phase 1, in parallel: the VQ autoencoder | the understanding encoder on a per-patch auxiliary task;
   phase 2, two data-parallel ranks: understanding (encoder + LM);
-  phase 3, two data-parallel ranks: understanding and caption -> VQ-code generation together (one model).
+  phase 3, two data-parallel ranks: understanding and caption -> VQ-code generation together (one model);
+  phase 4, two data-parallel ranks: the same two losses, with the set-level yes/no, relation and position
+  questions sampled more often (`focus_families` multiplies their weights).
 Then the model is written as a Hugging Face folder (default: the package's `harness/models/tiny_janus/`, which the
 `tiny-janus` name loads through the ordinary `janus` adapter) with `training.json` saying how it was trained, and
 checked on held-out world data (`tiny_eval`).
@@ -36,11 +38,14 @@ RECIPE = dict(
     und_steps=1500, und_batch=12, und_lr=2e-3, segments=8, caption_p=0.3, aux_weight=0.5, aux_tied=True,
     encoder_lr_scale=0.25,
     joint_steps=2800, joint_und_batch=4, joint_gen_batch=32, joint_lr=1.5e-3, gen_weight=1.0, cfg_drop=0.1,
+    focus_steps=600, focus_batch=8, focus_gen_batch=32, focus_lr=5e-4,
+    focus_families={"pope": 8.0, "any": 4.0, "exist": 2.0, "rel_yn": 3.0, "lr": 2.0, "ab": 2.0, "size": 2.0,
+                    "where_rel": 3.0, "where": 3.0},
     warmup=100, log_every=20, save_every_s=240, guidance=2.0, image_temperature=1.0,
 )
 QUICK = dict(vocab_texts=100, vq_steps=12, vq_batch=4, vq_restart_every=6, vision_steps=12, vision_batch=4,
-             und_steps=8, und_batch=2, segments=4, joint_steps=8, joint_und_batch=2, joint_gen_batch=4, warmup=2,
-             log_every=1, save_every_s=5)
+             und_steps=8, und_batch=2, segments=4, joint_steps=8, joint_und_batch=2, joint_gen_batch=4,
+             focus_steps=6, focus_batch=2, focus_gen_batch=4, warmup=2, log_every=1, save_every_s=5)
 
 
 def recipe_for(quick: bool, seed: int, overrides: dict) -> dict:
@@ -52,6 +57,12 @@ def recipe_for(quick: bool, seed: int, overrides: dict) -> dict:
         if k not in r:
             raise SystemExit(f"--set {k}: not a recipe key ({', '.join(sorted(r))})")
         r[k] = v
+    from harness.models.pretrain_data import family_probabilities
+
+    try:
+        family_probabilities(r["focus_families"])
+    except (ValueError, TypeError, AttributeError) as e:
+        raise SystemExit(f"--set focus_families: {e}") from None
     return r
 
 
@@ -117,7 +128,7 @@ def export(workdir: Path, out: Path, r: dict, meta: dict) -> None:
 
     model, processor = build(workdir)
     model.model.vqmodel.load_state_dict(load_ckpt(workdir / "vq.pt")["vq"])
-    missing = model.load_state_dict(load_ckpt(workdir / "joint.pt")["model"], strict=False).missing_keys
+    missing = model.load_state_dict(load_ckpt(workdir / "focus.pt")["model"], strict=False).missing_keys
     assert all(k.startswith("model.vqmodel.") or k == "lm_head.weight" for k in missing), missing
     gen = generation_config(processor.tokenizer, guidance_scale=r["guidance"])
     gen.generation_kwargs["image_temperature"] = r["image_temperature"]
@@ -190,7 +201,7 @@ def main(argv=None) -> int:
     if jobs:
         print(f"phase 1: {', '.join(j[0].__name__ for j in jobs)}", flush=True)
         run_parallel(jobs)
-    for n, phase in ((2, "und"), (3, "joint")):
+    for n, phase in ((2, "und"), (3, "joint"), (4, "focus")):
         if not (workdir / f"{phase}.done").exists():
             print(f"phase {n}: {phase} on 2 ranks", flush=True)
             init_file = workdir / f"dist-{time.time_ns()}"
@@ -203,18 +214,21 @@ def main(argv=None) -> int:
     from harness.world import WORLD_VERSION
 
     walls = {p: _part_seconds(workdir, log) for p, log in
-             (("vq", "vq"), ("vision", "vision"), ("und", "und-0"), ("joint", "joint-0"))}
+             (("vq", "vq"), ("vision", "vision"), ("und", "und-0"), ("joint", "joint-0"),
+                        ("focus", "focus-0"))}
     meta = {"seed": r["seed"], "world_version": WORLD_VERSION, "quick": a.quick, "recipe": r,
             "steps": {"vq": r["vq_steps"], "vision": r["vision_steps"], "understanding": r["und_steps"],
-                      "joint": r["joint_steps"]},
+                      "joint": r["joint_steps"], "focus": r["focus_steps"]},
             "device": f"cpu: 2 processes x 1 thread ({platform.processor() or platform.machine()})",
             "part_wall_seconds": walls,
-            "wall_seconds": round(max(walls["vq"], walls["vision"]) + walls["und"] + walls["joint"], 1),
+            "wall_seconds": round(max(walls["vq"], walls["vision"]) + walls["und"] + walls["joint"]
+                                  + walls["focus"], 1),
             "this_invocation_seconds": round(time.time() - t0, 1),
             "losses": {"vq": _log_summary(workdir, "vq", ("loss",)),
                        "vision": _log_summary(workdir, "vision", ("loss", "shape")),
                        "understanding": _log_summary(workdir, "und-0", ("loss", "aux")),
-                       "joint": _log_summary(workdir, "joint-0", ("loss", "gen"))},
+                       "joint": _log_summary(workdir, "joint-0", ("loss", "gen")),
+                       "focus": _log_summary(workdir, "focus-0", ("loss", "gen"))},
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
                          "python": sys.version.split()[0]},
             "command": "python -m harness.models.pretrain_tiny" + (" --quick" if a.quick else "")}

@@ -191,11 +191,12 @@ def patch_labels(scene: Scene, grid: int, size: int = data.SIZE) -> torch.Tensor
 
 
 def und_chunks(r: dict, part: str, rank: int, step: int, size: int, packer: Packer, grid: int,
-               chunk: int = 4) -> list[dict]:
+               chunk: int = 4, family_p=None) -> list[dict]:
     """The step's examples sorted by length and packed in chunks of `chunk`, so short sequences are not padded
     to the longest of the whole batch."""
     exs = [data.understanding_example(data.stream(part, rank, step, i, r["seed"]), r["segments"], r["caption_p"],
-                                      r.get("mc_share", 0.2), r.get("yn_share", 0.12)) for i in range(size)]
+                                      r.get("mc_share", 0.2), r.get("yn_share", 0.12), family_p)
+           for i in range(size)]
     exs.sort(key=lambda e: sum(len(q) + len(a) for q, a in e["segments"]))
     out = []
     for k in range(0, len(exs), chunk):
