@@ -1,6 +1,6 @@
 """Pretrain the bundled tiny Janus on the embedded world, reproducibly, on two CPU cores.
 
-    python -m harness.models.pretrain_tiny            # the shipped model (about 90 minutes on 2 cores)
+    python -m harness.models.pretrain_tiny            # the shipped model (about 110 minutes on 2 cores)
     python -m harness.models.pretrain_tiny --quick    # the same pipeline in well under a minute (tests)
 
 Parts, one process per core, each with one thread (janus.md: two 2-thread jobs on 2 cores slow each other down):
