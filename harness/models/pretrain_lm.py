@@ -29,19 +29,20 @@ from harness.models.pretrain_steps import Packer, images_to_tensor, quantise
 from harness.models.pretrain_workers import (_setup, aux_head_for, build, load_ckpt, lr_at, mark_done,
                                              save_atomic, und_backward, und_chunks)
 
-# phase -> (checkpoint it starts from, its own)
-PHASES = {"und": ("vision", "und"), "joint": ("und", "joint"), "focus": ("joint", "focus")}
+# phase -> (the checkpoint it starts from, whether it trains generation); each phase saves <phase>.pt
+PHASES = {"und": ("vision", False), "joint": ("und", True), "focus": ("joint", True)}
 
 
 def start_from(model, processor, workdir: Path, r: dict, phase: str) -> torch.nn.Module:
     """Load the previous phase's weights (and the VQ for the phases with generation); returns the auxiliary head."""
-    prev = load_ckpt(workdir / f"{PHASES[phase][0]}.pt")
+    previous, generation = PHASES[phase]
+    prev = load_ckpt(workdir / f"{previous}.pt")
     model.load_state_dict(prev["model"], strict=False)
     aux_head = aux_head_for(model, processor.tokenizer, r)
     aux_head.load_state_dict(prev["aux"])
-    if phase != "und":
+    if generation:
         model.model.vqmodel.load_state_dict(load_ckpt(workdir / "vq.pt")["vq"])
-    if phase == "joint":
+    if phase == "joint":      # the first phase with generation
         with torch.no_grad():   # code inputs start as the (unit-norm) codebook vectors the VQ decoder reads
             model.model.generation_embeddings.weight.copy_(
                 F.normalize(model.model.vqmodel.quantize.embedding.weight, dim=-1))
@@ -86,7 +87,8 @@ def lm_worker(rank: int, world: int, workdir: str, init_file: str, phase: str) -
     model.train()
     model.model.vqmodel.eval()
     model.model.vqmodel.requires_grad_(False)
-    if phase == "und":     # the generation modules get no gradient before the joint phase
+    generation = PHASES[phase][1]
+    if not generation:     # the generation modules get no gradient before the joint phase
         for m in (model.model.generation_embeddings, model.model.generation_aligner, model.model.generation_head):
             m.requires_grad_(False)
     encoder = {id(p) for m in (model.model.vision_model, model.model.aligner) for p in m.parameters()}
@@ -120,7 +122,7 @@ def lm_worker(rank: int, world: int, workdir: str, init_file: str, phase: str) -
         opt.zero_grad(set_to_none=True)
         stats = und_backward(model, aux_head, und_chunks(r, phase, rank, step, und_size, packer, grid,
                                                           family_p=family_p), r["aux_weight"])
-        if phase != "und":
+        if generation:
             chunks = gen_chunks(r, phase, rank, step, hooks)
             stats["gen"] = 0.0
             for c in chunks:
