@@ -106,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("names", nargs="*", metavar="NAME", help="boards to build (default: all)")
     board.add_argument("--all", action="store_true", help="build every board (the default when no NAME is given)")
     board.add_argument("--results", default="results", help="results folder to read (default ./results)")
-    board.add_argument("--out", default=None, help="output folder (default ./leaderboards/out)")
+    board.add_argument("--out", default=None, help="output folder (default RESULTS/leaderboards, where `run` and "
+                       "`unigame train` write them too)")
     board.add_argument("--specs", default=None, help="folder of leaderboard specs (default: this checkout's "
                        "leaderboards/)")
     board.add_argument("--include-reported", action="store_true",

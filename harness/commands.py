@@ -43,11 +43,9 @@ def cmd_run(args, argv) -> int:
             print("\n" + derived_lines(result.derived))
         print(f"\nresults: {result.run_dir}")
         if args.leaderboard or argv == ["run"]:     # the default job (no arguments) ends with its leaderboards too
-            from harness.leaderboard import build_all
+            from harness.leaderboard import build_all, summary
 
-            paths = build_all(args.output, Path(args.output) / "leaderboards")
-            page = next((p for p in paths if p.name == "index.html"), None)
-            print(f"leaderboards: {page or Path(args.output) / 'leaderboards'}")
+            print(f"leaderboards: {summary(build_all(args.output))}")
     return 0
 
 
@@ -228,7 +226,7 @@ def _check_replayable(task, model, seed: int, profile: str) -> None:
 def cmd_leaderboard(args, argv) -> int:
     import sys
 
-    from harness.leaderboard import DEFAULT_OUT, build_boards, write_boards
+    from harness.leaderboard import build_boards, default_out, summary, write_boards
 
     if args.all and args.names:
         raise HarnessError("give board names or --all, not both")
@@ -236,8 +234,7 @@ def cmd_leaderboard(args, argv) -> int:
                                     include_reported=args.include_reported)
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
-    for path in write_boards(boards, args.out or DEFAULT_OUT):
-        print(path)
+    print(f"built {summary(write_boards(boards, args.out or default_out(args.results)))}")
     return 0
 
 

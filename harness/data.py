@@ -153,19 +153,31 @@ def _lazy_cell(column, i: int, name: str) -> Image | None:
 def load_hub(repo_id: str, config: str | None, split: str, revision: str | None = None,
              image_columns: Sequence[str] = ()) -> tuple[list[dict], str | None]:
     """Rows of a hub dataset (from the local Hugging Face cache when offline) and the revision it resolved to."""
+    from harness.hub import online
+
+    is_online = online()        # offline or unreachable: datasets reads only its cache, with no retries
     import datasets
 
     try:
         ds = datasets.load_dataset(repo_id, config, split=split, revision=revision)
     except Exception as e:  # offline, missing, gated: datasets raises a zoo of types; our line says what to do
-        raise DataError(
-            f"dataset {repo_id}" + (f" (config {config})" if config else "") + f", split {split}, is not in the "
-            f"local Hugging Face cache and could not be fetched ({type(e).__name__}). Download it where the hub is "
-            f"reachable (huggingface-cli download --repo-type dataset {repo_id}) and copy the cache, or point "
-            "--data at a local copy in the same schema") from None
+        raise hub_dataset_error(repo_id, config, split, e, is_online) from None
     fingerprint = getattr(ds, "_fingerprint", None)
     info_rev = getattr(ds.info, "version", None)
     return dataset_rows(ds, image_columns), revision or (str(info_rev) if info_rev else fingerprint)
+
+
+def hub_dataset_error(repo_id: str, config: str | None, split: str, cause: BaseException,
+                      was_online: bool) -> DataError:
+    """The one-line error for a hub dataset that could not be read, with the command that fetches it."""
+    from harness.hub import offline_reason
+
+    what = f"dataset {repo_id}" + (f" (config {config})" if config else "") + f", split {split},"
+    why = (f"could not be loaded ({type(cause).__name__}: {str(cause).strip().splitlines()[0][:160]})"
+           if was_online and str(cause).strip() else
+           f"is not in the local Hugging Face cache and {offline_reason()}")
+    return DataError(f"{what} {why}; where the hub is reachable run `hf download --repo-type dataset {repo_id}` "
+                     "and copy the Hugging Face cache here, or point --data at a local copy in the same schema")
 
 
 def content_sha256(rows: Iterable[dict]) -> str:

@@ -46,10 +46,7 @@ def results_rows(results: dict[str, dict], full: bool = True) -> list[list[str]]
 def table(results: dict[str, dict], full: bool = False) -> str:
     """One row per task (its headline metric), or every metric with full=True."""
     header = ["task", "metric", "value", "stderr", "n", "data", "profile", "failed"]
-    rows = [header] + results_rows(results, full)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines = _grid([header] + results_rows(results, full))
     notes = ["* headline metric", "fractions are shown x100"]
     if not full:
         notes.append("every metric: python -m harness show RUN_DIR --all")
@@ -57,6 +54,32 @@ def table(results: dict[str, dict], full: bool = False) -> str:
         notes.append("numbers on world:* data come from the embedded shapes world, not from the real benchmarks")
     lines.append("; ".join(notes) + ".")
     return "\n".join(lines)
+
+
+def comparison(runs: dict[str, dict[str, dict]]) -> str:
+    """Each task's headline metric side by side across runs ({column label: {task: results.json}}), for "did it
+    get better"; the data column says which data produced each row."""
+    tasks = list(dict.fromkeys(t for results in runs.values() for t in results))
+    header = ["task", "metric", *runs, "data"]
+    rows = [header]
+    for task in tasks:
+        first = next(r[task] for r in runs.values() if task in r)
+        headline = first.get("headline")
+        cells = []
+        for results in runs.values():
+            res = results.get(task)
+            m = (res or {}).get("metrics", {}).get(headline) or {}
+            cells.append(fmt(m.get("value"), m.get("scale", res.get("display_scale", 1.0))) if res else "-")
+        rows.append([task, headline or "", *cells, data_label(first.get("dataset", {}))])
+    return "\n".join(_grid(rows))
+
+
+def _grid(rows: list[list[str]]) -> list[str]:
+    """Aligned columns, the first row a header underlined with dashes."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
 
 
 def derived_lines(derived: dict) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, ClassVar
 
-from harness.errors import HarnessError
+from harness.errors import DataError, HarnessError
 from harness.types import MODEL, Image, Request, Response
 
 Outputs = dict[str, list[Response]]
@@ -64,7 +64,9 @@ class Task:
     name: ClassVar[str] = ""
     version: ClassVar[str] = "1"
     description: ClassVar[str] = ""
-    #: which `--data` forms the task accepts: "hub" (default source), "path", "shapes"
+    #: which `--data` forms the task accepts besides its default data: "hub" (its default is a hub dataset, and
+    #: `hub:ORG/NAME[@REV]` reads another copy), "release" (its default is the benchmark's own published files, not
+    #: a hub dataset, so `hub:` copies are refused), "path", "shapes"
     data_sources: ClassVar[tuple[str, ...]] = ("hub", "path", "shapes")
     profiles: ClassVar[tuple[str, ...]] = ("official",)
     headline: ClassVar[str] = "accuracy"
@@ -80,8 +82,8 @@ class Task:
             raise HarnessError(f"task {self.name}: unknown --profile {self.profile!r}; "
                                f"choose one of {', '.join(self.profiles)}")
         if data is not None and data_kind(data) not in self.data_sources:
-            raise HarnessError(f"task {self.name} does not accept --data {data} "
-                               f"(accepted: {', '.join(self.data_sources)})")
+            raise DataError(f"task {self.name} does not accept --data {data}; it reads "
+                            + ", ".join(DATA_FORMS[s] for s in self.data_sources))
         unknown = sorted(set(options) - set(self.options_help))
         if unknown:
             known = ", ".join(sorted(self.options_help)) or "none"
@@ -132,6 +134,11 @@ class Task:
     def settings(self) -> dict:
         """What else moves the numbers (prompt template, generation parameters...): recorded in results."""
         return {}
+
+
+DATA_FORMS = {"hub": "its hub dataset (omit --data) or another copy (--data hub:ORG/NAME[@REVISION])",
+              "release": "the benchmark's released files (omit --data)",
+              "path": "a local copy (--data PATH)", "shapes": "the embedded world (--data shapes)"}
 
 
 def data_kind(data: str | None) -> str:

@@ -12,9 +12,10 @@ import tempfile
 import urllib.request
 import zipfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from harness.data import cache_root
-from harness.hub import offline
+from harness.hub import offline, reachable
 from harness.store import sha256_file
 from harness.errors import DataError
 
@@ -44,6 +45,9 @@ def cached_file(url: str, relpath: str, *, sha256: str | None = None, what: str,
     if not dest.is_file():
         if offline():
             raise DataError(f"{what} is not cached and the network is off: fetch {url} to {dest}, {alternative}")
+        if not reachable(url):
+            raise DataError(f"{what} is not cached and {urlsplit(url).hostname} did not answer: fetch {url} to "
+                            f"{dest}, {alternative}")
         try:
             _download(url, dest)
         except (OSError, ValueError) as e:   # URLError and HTTPError are OSErrors

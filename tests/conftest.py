@@ -26,3 +26,24 @@ def doubles():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(autouse=True)
+def _hub_mode_per_test():
+    """A failed hub probe switches the whole process offline (harness.hub.online); undo it after each test so
+    tests see the environment they set up, not the one an earlier test left."""
+    from harness import hub
+
+    env = {v: os.environ.get(v) for v in hub.OFFLINE_VARIABLES}
+    yield
+    for v, value in env.items():
+        if value is None:
+            os.environ.pop(v, None)
+        else:
+            os.environ[v] = value
+    was_offline = any((value or "").lower() in hub._TRUE for value in env.values())
+    for module, attrs in hub.OFFLINE_CONSTANTS:
+        for attr in attrs if module in sys.modules else ():
+            setattr(sys.modules[module], attr, was_offline)
+    hub._probed.clear()
+    hub._unreachable = None

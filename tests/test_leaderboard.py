@@ -310,9 +310,14 @@ def test_cli_builds_and_reports_bad_names(store, tmp_path, capsys):
 
     out = tmp_path / "cli-out"
     assert main(["leaderboard", "robustness", "--results", str(store), "--out", str(out)]) == 0
-    assert capsys.readouterr().out.split() == [str(out / f"robustness.{s}") for s in ("md", "csv", "json")] + [
-        str(out / "robustness-plot1.svg"), str(out / "index.html")]
+    assert capsys.readouterr().out.strip() == f"built 1 board (5 files) in {out}; open {out / 'index.html'}"
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [f"robustness.{s}" for s in ("md", "csv", "json")] + ["robustness-plot1.svg", "index.html"])
     assert oct((out / "index.html").stat().st_mode & 0o777) == "0o644"
+    # no --out: the store's own leaderboards folder, where `run` and `unigame train` write them too
+    assert main(["leaderboard", "understanding", "robustness", "--results", str(store)]) == 0
+    default = store / "leaderboards"
+    assert capsys.readouterr().out.strip() == f"built 2 boards (9 files) in {default}; open {default / 'index.html'}"
     assert main(["leaderboard", "robustnes", "--results", str(store), "--out", str(out)]) == 2
     assert "did you mean 'robustness'" in capsys.readouterr().err
     assert main(["leaderboard", "--all", "--results", str(tmp_path / "nowhere")]) == 2

@@ -248,7 +248,7 @@ def test_missing_hub_weights_give_one_line_naming_the_id(name, tmp_path, monkeyp
         scorer.ensure_loaded()
     msg = str(err.value)
     assert "\n" not in msg and scorer.default_weights in msg
-    assert f"huggingface-cli download {scorer.default_weights}" in msg and '"weights": "/path"' in msg
+    assert f"hf download {scorer.default_weights}" in msg and '"weights": "/path"' in msg
 
 
 def test_missing_local_folder_names_the_path(tmp_path):

@@ -116,7 +116,7 @@ def test_clip_openclip_missing_weights(tmp_path, monkeypatch):
     with pytest.raises(WeightsError) as err:
         make_scorer("clip_openclip", {"device": "cpu"}).ensure_loaded()
     msg = str(err.value)
-    assert "\n" not in msg and "huggingface-cli download timm/vit_large_patch14_clip_224.openai" in msg
+    assert "\n" not in msg and "hf download timm/vit_large_patch14_clip_224.openai" in msg
 
 
 def test_clip_openclip_tag_loads_offline_from_the_cached_snapshot(tiny, tmp_path, monkeypatch):
@@ -177,5 +177,5 @@ def test_longclip_missing_checkpoint_names_the_file(tmp_path, monkeypatch):
     assert "\n" not in str(err.value)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(WeightsError, match="huggingface-cli download BeichenZhang/LongCLIP-L"):
+    with pytest.raises(WeightsError, match="hf download BeichenZhang/LongCLIP-L"):
         make_scorer("longclip", {"device": "cpu"}).ensure_loaded()

@@ -52,8 +52,8 @@ def test_two_processes_equal_one_with_the_same_global_batch(tmp_path, launcher):
                   "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                   "--main_process_port", "29517"]
     # the two-process run also evaluates its final checkpoint, sharded over both processes
-    evaluate = ("--eval", "vqav2_val", "--eval-data", "shapes", "--eval-limit", "3", "--no-eval-base") \
-        if launcher == "torchrun" else ()
+    evaluate = ("--eval", "vqav2_val", "--eval-data", "shapes", "--eval-limit", "3", "--no-eval-base",
+                "--results", str(tmp_path / "results")) if launcher == "torchrun" else ()
     if launcher == "fsdp":       # sharded LoRA and optimiser state through a stop and a resume
         _launch(prefix, tmp_path / "two", model, method, ("--fsdp", "--stop-at", "2"))
         said = _launch(prefix, tmp_path / "two", model, method, ("--fsdp", "--resume"))
@@ -68,7 +68,7 @@ def test_two_processes_equal_one_with_the_same_global_batch(tmp_path, launcher):
     log = (tmp_path / "two" / "dynamics" / "train_log.jsonl").read_text().splitlines()
     assert len(log) == 3 and '"samples": 4' in log[0]      # rank 0 logged the global batch, once per step
     if evaluate:
-        (res,) = (tmp_path / "two" / "results").glob("*/*/vqav2_val/results.json")
+        (res,) = (tmp_path / "results").glob("*/*/vqav2_val/results.json")
         data = json.loads(res.read_text())
         assert data["dataset"]["n_evaluated"] == 3 and data["counts"]["failed"] == 0
         manifest = json.loads((res.parent.parent / "manifest.json").read_text())

@@ -65,3 +65,44 @@ def test_train_then_evaluate_on_the_bundled_tiny_janus(tmp_path):
     # the bundled model is the default --model; --data shapes is its default data too
     _train_methods(tmp_path, ["--clip-weights", clip],
                    {"sft": ["--method", "sft"], "unigame": ["--method", "unigame"]})
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (TINY_DIR / "config.json").is_file(),
+                    reason="harness/models/tiny_janus/ has no weights yet (python -m harness.models.pretrain_tiny)")
+def test_training_evaluation_shares_the_harness_results_store_and_says_where_everything_went(tmp_path):
+    """`harness run` then `unigame train --eval` on the same tasks: the base model's answers come from the cache,
+    the summary names the last checkpoint, and the command it prints evaluates that checkpoint from the cache."""
+    tasks = ["--tasks", "vqav2_val,pope", "--data", "shapes", "--limit", "3"]
+    run = subprocess.run([sys.executable, "-m", "harness", "run", *tasks, "--no-progress"], capture_output=True,
+                         text=True, cwd=tmp_path, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run([sys.executable, "-m", "unigame", "train", "--method", "sft", "--steps", "1",
+                           "--batch-size", "2", "--shapes-scenes", "6", "--eval", "vqav2_val,pope", "--eval-data",
+                           "shapes", "--eval-limit", "3"], capture_output=True, text=True, cwd=tmp_path, env=env,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    base = [json.loads(p.read_text()) for p in (tmp_path / "results").glob("tiny-janus/*/manifest.json")
+            if json.loads(p.read_text()).get("tags", {}).get("method") == "base"]
+    assert len(base) == 1
+    base_dir = Path(tmp_path / "results" / "tiny-janus" / base[0]["run_id"])
+    for task in ("vqav2_val", "pope"):
+        counts = json.loads((base_dir / task / "results.json").read_text())["counts"]
+        assert counts["computed"] == 0 and counts["cached"] == counts["requests"] > 0
+    ckpt = tmp_path / "runs" / "sft-s0" / "checkpoints" / "sft-s0-step000001"
+    assert (ckpt / "COMPLETE").is_file()
+    assert f"last checkpoint {ckpt.relative_to(tmp_path)}" in proc.stdout
+    assert "base model" in proc.stdout and "step 1" in proc.stdout
+    assert (tmp_path / "results" / "leaderboards" / "index.html").is_file()
+    assert "model.understand" in proc.stderr                         # progress bars during evaluation
+    command = proc.stdout.split("evaluate it: ", 1)[1].splitlines()[0].split()
+    assert command[:5] == ["python", "-m", "harness", "run", "--model"]
+    again = subprocess.run([sys.executable, *command[1:], "--no-progress"], capture_output=True, text=True,
+                           cwd=tmp_path, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    (evaluated,) = [p for p in (tmp_path / "results").glob("*/*/manifest.json")
+                    if json.loads(p.read_text())["cli"][-1] == "--no-progress"
+                    and "sft-s0-step000001" in json.loads(p.read_text())["model"]["spec"]]
+    for task in ("vqav2_val", "pope"):
+        assert json.loads((evaluated.parent / task / "results.json").read_text())["counts"]["computed"] == 0

@@ -87,9 +87,9 @@ FLAGS = [
     ("--eval-every", "eval_every", int, "also evaluate every K steps"),
     ("--eval-limit", "eval_limit", int, "documents per task"),
     ("--eval-batch-size", "eval_batch_size", int, "evaluation batch size"),
-    ("--results", "results", str, "results store to write evaluations into (default <output>/results; share "
-                                  "it between runs to compare methods on one leaderboard)"),
-    ("--leaderboards", "leaderboards", str, "where to regenerate the leaderboards (default <output>/leaderboards)"),
+    ("--results", "results", str, "results store to write evaluations into, shared with `python -m harness run` "
+                                  "(cached answers are reused; every leaderboard sees every run)"),
+    ("--leaderboards", "leaderboards", str, "where to regenerate the leaderboards (default <results>/leaderboards)"),
 ]
 SWITCHES = [  # (flag, field, value, help)
     ("--resume", "resume", True, "continue from the newest complete checkpoint in --output"),

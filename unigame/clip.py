@@ -23,8 +23,13 @@ class Clip:
         from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
         from transformers.utils import logging as hf_logging
 
+        from harness.hub import online
+        from harness.scorers.weights import is_local
+
         hf_logging.disable_progress_bar()
         self.weights = weights
+        if not is_local(weights):
+            online()            # an unreachable hub: load from the local cache only, without retries
         try:
             self.model = CLIPModel.from_pretrained(weights, use_safetensors=None).to(device).eval()
             self.tokenizer = AutoTokenizer.from_pretrained(weights)

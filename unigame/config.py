@@ -127,8 +127,8 @@ class TrainConfig:
     eval_limit: int | None = None
     eval_batch_size: int = 8
     eval_base: bool = True
-    results: str | None = None            # results store (default <output>/results): share it between runs
-    leaderboards: str | None = None       # default <output>/leaderboards
+    results: str = "results"              # the results store `python -m harness run` writes too (its cache reused)
+    leaderboards: str | None = None       # default <results>/leaderboards
     plots: bool = True
     include: list[str] = field(default_factory=list)
     explicit: list[str] = field(default_factory=list)   # fields the user set (labels and presets need it)

@@ -21,7 +21,7 @@ def evaluate_model(spec: str, cfg, dist, device: str, output: Path, tags: dict):
     runner = resolve_model(spec, {"device": device})
     data = cfg.eval_data if cfg.eval_data is not None else getattr(runner, "default_data", None)
     config = RunConfig(output=output, data=data, limit=cfg.eval_limit, batch_size=cfg.eval_batch_size, tags=tags,
-                       progress=False, rank=dist.rank, world_size=dist.world,
+                       progress=True, rank=dist.rank, world_size=dist.world,
                        cli=["python", "-m", "unigame", *sys.argv[1:]])
     try:
         return evaluate(runner, list(cfg.eval_tasks), config)
@@ -42,13 +42,11 @@ def summary(result) -> str:
 
 def build_leaderboards(results: Path, out: Path) -> str:
     """Regenerate every leaderboard from the results folder; says what happened in one line."""
+    from harness.leaderboard import build_all, summary as built
+
     try:
-        from harness.leaderboard import build_all
-    except ImportError:
-        return "leaderboards not regenerated: harness.leaderboard.build_all is not available in this checkout"
-    try:
-        built = build_all(results, out)
+        files = build_all(results, out)
     except Exception as e:  # a broken board must not lose a finished training run
         log.warning("leaderboards failed: %s: %s", type(e).__name__, e)
         return f"leaderboards failed: {type(e).__name__}: {e}"
-    return f"leaderboards written to {out}" + (f" ({len(built)} boards)" if hasattr(built, "__len__") else "")
+    return f"leaderboards written: {built(files)}"

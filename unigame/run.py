@@ -3,8 +3,9 @@
     <output>/config.json                 the resolved configuration (rank 0)
     <output>/checkpoints/<run>-stepN/    see checkpoint.py
     <output>/dynamics/train_log.jsonl    one line per step; players.png, dominance.png, clean_vs_hard.png
-    <output>/results/                    the harness's results store (base model + every evaluated checkpoint)
-    <output>/leaderboards/               regenerated after every evaluation
+    <results>/                           the harness's results store (default ./results, the one `python -m harness
+                                         run` writes): base model + every evaluated checkpoint
+    <results>/leaderboards/              regenerated after every evaluation
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import torch
 
 from harness.errors import HarnessError, WeightsError
+from harness.leaderboard import default_out
 from harness.runner import fingerprint_of
 from harness.store import slug, write_json
 
@@ -86,8 +88,8 @@ def train(cfg) -> dict:
     info = trainer.data.info
     _say(dist, f"training {label} on {loaded.base_model} ({info['n_vqa']} VQA rows, {info['n_captions']} "
                f"captions), {dist.world} process(es), output {out}" + (f"; {trainer.note}" if trainer.note else ""))
-    ev = Evaluator(cfg, dist, device, meta, Path(cfg.results) if cfg.results else out / "results",
-                   Path(cfg.leaderboards) if cfg.leaderboards else out / "leaderboards")
+    ev = Evaluator(cfg, dist, device, meta, Path(cfg.results),
+                   Path(cfg.leaderboards) if cfg.leaderboards else default_out(cfg.results))
     if cfg.eval_tasks and cfg.eval_base:
         # train_run puts the base model at step 0 of this run's training curve
         ev.run(loaded.base_model, {"method": "base", "base_model": loaded.base_model, "step": 0,
@@ -118,6 +120,7 @@ def train(cfg) -> dict:
         if path is not None:
             ev.checkpoint(path, trainer.step)
     dist.barrier()
+    _say(dist, final_summary(label, trainer.step, checkpoint.latest(ckdir), ev, cfg))
     return {"output": out, "checkpoints": saved, "results": ev.results, "leaderboards": ev.boards,
             "trainer": trainer}
 
@@ -155,11 +158,16 @@ class Evaluator:
         self.cfg, self.dist, self.device, self.meta = cfg, dist, device, meta
         self.results, self.boards_dir = results, boards_dir
         self.evaluated: list[Path] = []
+        self.runs: dict[str, object] = {}       # what was evaluated ("base model", "step 200") -> RunResult
         self.boards = ""
 
     def run(self, spec: str, tags: dict, what: str) -> None:
+        _say(self.dist, f"evaluating {what} on {', '.join(self.cfg.eval_tasks)} into {self.results}")
         res = evaluate_model(spec, self.cfg, self.dist, self.device, self.results, tags)
-        _say(self.dist, f"{what}: {summary(res)}")
+        self.runs[what] = res
+        computed = sum(r.get("counts", {}).get("computed", 0) for r in (res.results or {}).values())
+        _say(self.dist, f"{what}: {summary(res)} ({computed} requests computed, the rest from the cache; "
+                        f"{res.run_dir})")
         if self.dist.main:
             self.boards = build_leaderboards(self.results, self.boards_dir)
             _say(self.dist, self.boards)
@@ -170,6 +178,30 @@ class Evaluator:
                              "seed": self.cfg.seed, "train_run": m["train_run"],
                              "hyper_parameters": m["hyper_parameters"]}, f"step {step}")
         self.evaluated.append(path)
+
+
+def final_summary(label: str, step: int, last: Path | None, ev: Evaluator, cfg) -> str:
+    """Where everything went: the last checkpoint, its scores next to the base model's, and how to evaluate it."""
+    from harness.report import comparison
+
+    lines = [f"finished {label}, step {step}: last checkpoint {last if last else '(none written)'}"]
+    scored = {what: r.results for what, r in ev.runs.items() if getattr(r, "results", None)}
+    if scored:
+        lines += ["", comparison(scored), "", "results: " + "; ".join(f"{what} {r.run_dir}"
+                                                                    for what, r in ev.runs.items())]
+    if ev.boards:
+        lines.append(ev.boards)
+    if last is not None:
+        command = ["python", "-m", "harness", "run", "--model", str(last),
+                   "--tasks", ",".join(cfg.eval_tasks) if cfg.eval_tasks else "all"]
+        if cfg.eval_data:
+            command += ["--data", cfg.eval_data]
+        if cfg.eval_limit:
+            command += ["--limit", str(cfg.eval_limit)]
+        if str(cfg.results) != "results":
+            command += ["--output", str(cfg.results)]
+        lines.append("evaluate it: " + " ".join(command))
+    return "\n".join(lines)
 
 
 def run_slug(label: str, seed: int) -> str:

@@ -1,9 +1,11 @@
 """Leaderboards regenerated from the results store: a pure function of stored results and leaderboards/*.yaml.
 
-    build_all(results_dir, out_dir, names=None) -> list[Path]
+    build_all(results_dir, out_dir=None, names=None) -> list[Path]
 
 writes <out>/<board>.md, .csv and .json for each board, its plots as <out>/<board>-plotN.svg, and one
-self-contained page <out>/index.html holding the boards built. The same store always gives byte-identical Markdown,
+self-contained page <out>/index.html holding the boards built. The leaderboards of a results store live in the
+store itself, <results>/leaderboards/ (default_out), whichever command builds them: `harness run`, `harness
+leaderboard` and `unigame train` all write there unless told otherwise. The same store always gives byte-identical Markdown,
 CSV and JSON. It is meant to be called after each run and each training checkpoint's evaluation; `python -m harness
 leaderboard` is the command-line form.
 """
@@ -16,7 +18,21 @@ from harness.errors import HarnessError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_OUT = Path("leaderboards") / "out"
+PAGE = "index.html"
+
+
+def default_out(results_dir: str | Path) -> Path:
+    """Where the leaderboards of a results store go unless a command is told otherwise."""
+    return Path(results_dir) / "leaderboards"
+
+
+def summary(files: list[Path]) -> str:
+    """'12 boards (44 files) in DIR; open DIR/index.html': boards and files counted apart."""
+    boards = {f.stem for f in files if f.suffix == ".md"}
+    folder = files[0].parent if files else Path(".")
+    page = next((f for f in files if f.name == PAGE), None)
+    return (f"{len(boards)} board{'s' if len(boards) != 1 else ''} ({len(files)} files) in {folder}"
+            + (f"; open {page}" if page else ""))
 
 
 def build_boards(results_dir: str | Path, names: list[str] | None = None, *, spec_dir: str | Path | None = None,
@@ -40,7 +56,7 @@ def build_boards(results_dir: str | Path, names: list[str] | None = None, *, spe
     return [build_board(s, runs, reported, include_reported) for s in chosen], warnings
 
 
-def write_boards(boards, out_dir: str | Path, page_name: str = "index.html") -> list[Path]:
+def write_boards(boards, out_dir: str | Path, page_name: str = PAGE) -> list[Path]:
     from harness.leaderboard.html import page
     from harness.leaderboard.plots import draw
     from harness.leaderboard.render import markdown, to_csv, to_json
@@ -68,10 +84,11 @@ def _publish(path: Path, text: str) -> Path:
     return path
 
 
-def build_all(results_dir: str | Path, out_dir: str | Path = DEFAULT_OUT, names: list[str] | None = None, *,
+def build_all(results_dir: str | Path, out_dir: str | Path | None = None, names: list[str] | None = None, *,
               spec_dir: str | Path | None = None, include_reported: bool = False) -> list[Path]:
-    """Build the named boards (all when None) from results_dir into out_dir; return the files written."""
+    """Build the named boards (all when None) from results_dir into out_dir (default: default_out(results_dir));
+    return the files written."""
     boards, warnings = build_boards(results_dir, names, spec_dir=spec_dir, include_reported=include_reported)
     for w in warnings:
         log.warning("leaderboard: %s", w)
-    return write_boards(boards, out_dir)
+    return write_boards(boards, out_dir if out_dir is not None else default_out(results_dir))

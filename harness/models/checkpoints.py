@@ -156,6 +156,11 @@ def locate(spec: str, revision: str | None = None, download: bool = False, _nest
 def _download(hub_id: str, revision: str | None) -> tuple[Path, str] | None:
     from huggingface_hub import snapshot_download
 
+    from harness.hub import offline_reason, online
+
+    if not online():
+        raise WeightsError(f"weights for {hub_id} are not in the local Hugging Face cache and {offline_reason()}; "
+                           f"{fetch_hint(hub_id)}")
     try:
         snapshot_download(hub_id, revision=revision,
                           allow_patterns=["*.json", "*.safetensors", "*.jinja", "tokenizer.model", "*.txt"])

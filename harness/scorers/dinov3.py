@@ -3,7 +3,7 @@
 facebook/dinov3-vitl16-pretrain-lvd1689m through AutoImageProcessor and AutoModel (transformers' DINOv3ViTModel,
 available from transformers 4.56). The embedding is the CLS token, last_hidden_state[:, 0] (the register tokens
 follow it). transformers ships DINOv3's image processor for the torchvision backend only, so that backend is used.
-The checkpoint is gated on the hub: accept its licence there before `huggingface-cli download`.
+The checkpoint is gated on the hub: accept its licence there before `hf download`.
 """
 from __future__ import annotations
 

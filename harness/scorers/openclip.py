@@ -80,7 +80,7 @@ class OpenCLIPScorer(ZeroShotMixin, ImageEmbedder):
         repo, _ = self._hub_repo()
         return WeightsError(
             f"{self.name}: open_clip weights for {self.arch} pretrained={self.pretrained!r} are not in the local "
-            f"Hugging Face cache ({W.hub_cache()}); on a connected machine run `huggingface-cli download {repo}` "
+            f"Hugging Face cache ({W.hub_cache()}); on a connected machine run `hf download {repo}` "
             f"and copy the cache here, or pass a checkpoint file with --scorer-args "
             f"'{{\"{self.name}\": {{\"weights\": \"/path/open_clip_model.safetensors\"}}}}'")
 

@@ -12,7 +12,8 @@ import re
 from pathlib import Path
 
 from harness.errors import WeightsError
-from harness.hub import cached_commit, hub_cache, offline, snapshot_dir  # noqa: F401  (scorers use W.<name>)
+from harness.hub import (cached_commit, hub_cache, offline, offline_reason, online,  # noqa: F401  (W.<name>)
+                         snapshot_dir)
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _SNAPSHOT_IN_PATH = re.compile(r"models--([^/]+)--([^/]+)/snapshots/([0-9a-f]{40})")
@@ -29,8 +30,10 @@ def resolve_commit(repo_id: str, revision: str | None = None) -> tuple[str | Non
     metadata request, so a first online run fingerprints the same snapshot a later offline run finds in the
     cache). An unreachable hub lets loading go straight to local files instead of retrying for a minute."""
     commit = cached_commit(repo_id, revision)
-    if commit or offline():
-        return commit, not offline()
+    if not online():
+        return commit, False
+    if commit:
+        return commit, True
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
@@ -71,9 +74,8 @@ def missing_weights(scorer: str, weights: str, cause: BaseException | str | None
     if is_local(weights):
         return WeightsError(f"{scorer} weights not found at {weights}{why}; expected "
                             f"{files or 'a Hugging Face model folder (config.json, weights, processor files)'} there")
-    where = "offline (HF_HUB_OFFLINE is set)" if offline() else "not downloadable from here"
     return WeightsError(
-        f"{scorer} weights {weights} are not in the local Hugging Face cache ({hub_cache()}) and are {where}{why}; "
-        f"on a connected machine run `huggingface-cli download {weights}` (or `hf download {weights}`) and copy the "
+        f"{scorer} weights {weights} are not in the local Hugging Face cache ({hub_cache()}) and {offline_reason()}"
+        f"{why}; on a connected machine run `hf download {weights}` and copy the "
         f"Hugging Face cache here, or pass a local folder with --scorer-args '{{\"{scorer}\": {{\"weights\": "
         f"\"/path\"}}}}'")

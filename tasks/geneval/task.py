@@ -48,6 +48,7 @@ class GenEval(Task):
     """
 
     name = "geneval"
+    data_sources = ("release", "path", "shapes")     # its default is not a hub dataset
     version = "1"
     description = "GenEval: object-focused text-to-image alignment, mean of six tag accuracies"
     profiles = ("official",)

@@ -43,6 +43,7 @@ class UnifiedBench(Task):
     """
 
     name = "unified_bench"
+    data_sources = ("release", "path", "shapes")     # its default is not a hub dataset
     version = "1"
     description = "UnifiedBench Protocol-1: caption -> regenerate -> similarity (CLIP, SigLIP, DINOv2, DreamSim)"
     profiles = ("official", "exclude_failures")
