@@ -68,7 +68,6 @@ def _rank_device(dist) -> str | None:
 
 def cmd_tasks(args, argv) -> int:
     from harness import registry
-    from tasks import SUITES
 
     rows = []
     for entry in registry.TASKS.entries():
@@ -76,9 +75,11 @@ def cmd_tasks(args, argv) -> int:
         rows.append((entry.name, ",".join(cls.data_sources), ",".join(cls.profiles),
                      ",".join(cls.options_help) or "-", entry.description or cls.description))
     _print_rows(("task", "data", "profiles", "options", "description"), rows)
-    if SUITES:
+    suites = registry.SUITES.entries()
+    if suites:
         print()
-        _print_rows(("suite", "tasks"), [(k, ",".join(v)) for k, v in SUITES.items()])
+        _print_rows(("suite", "tasks", "description"),
+                    [(e.name, ",".join(registry.SUITES.load(e.name)), e.description) for e in suites])
     return 0
 
 

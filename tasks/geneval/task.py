@@ -11,7 +11,8 @@ import json
 import math
 from pathlib import Path
 
-from harness.errors import DataError
+from harness.errors import DataError, HarnessError
+from harness.export import first_image
 from harness.metrics import Metric, mean
 from harness.scorers.masks import rle_decode
 from harness.task import DatasetInfo, Stage, Task, data_kind, generate, score
@@ -227,6 +228,22 @@ class GenEval(Task):
                 "deviation": WORLD_DEVIATION if self.detector == "world_detector" else REAL_DEVIATION,
                 "source_commit": f"{REPO}@{COMMIT}"}
 
+    export_layout = "geneval"
+
+    @classmethod
+    def export_images(cls, samples, writer):
+        """GenEval's evaluate_images.py layout: <00000>/metadata.jsonl (that prompt's line) and samples/0000.png...
+        in sample order. A failed sample has no file (the official script then scores fewer images)."""
+        for line in samples:
+            record = line.get("record") or {}
+            if "metadata" not in record or "index" not in record:
+                raise HarnessError(f"samples.jsonl: document {line.get('doc_id')!r} has no GenEval metadata in its "
+                                   "record")
+            folder = f"{int(record['index']):05d}"
+            writer.text(f"{folder}/metadata.jsonl", json.dumps(record["metadata"]) + "\n")
+            for entry in (line.get("requests") or {}).get("generate") or []:
+                writer.image(first_image(entry), f"{folder}/samples/{_sample_of(entry):04d}.png")
+
 
 def _object_names(path) -> list[str]:
     try:
@@ -274,3 +291,12 @@ def _colour_jobs(doc, out) -> list[tuple]:
                     seen.add((k, clause["class"], d.index))
                     jobs.append((k, clause["class"], d.index, d.source))
     return jobs
+
+
+def _sample_of(entry: dict) -> int:
+    """The sample index, from the request's ref "<doc>/<k>" (samples.jsonl keeps requests, not sample numbers)."""
+    ref = str(entry.get("ref", ""))
+    tail = ref.rsplit("/", 1)[-1]
+    if not tail.isdigit():
+        raise HarnessError(f"samples.jsonl: a generate request has no sample number in its ref {ref!r}")
+    return int(tail)

@@ -7,6 +7,7 @@ from harness.metrics import mean
 from harness.task import Stage, Task, understand
 from tasks.common import GREEDY, as_text, bad_row, check_unique, load_source, text_of
 
+from . import lmms as lmms_mmmu
 from . import scoring
 
 IMAGE_COLUMNS = tuple(f"image_{k}" for k in range(1, 8))
@@ -41,6 +42,7 @@ class MMMUVal(Task):
     accuracy are instance-weighted (micro); the official report rounds to 3 decimals (details.rounded).
     """
 
+    lmms = lmms_mmmu.EQUIVALENT
     name = "mmmu_val"
     version = "1"
     description = "MMMU validation: accuracy over 30 subjects (lmms-lab/MMMU, split validation)"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from harness.data import cache_root, content_sha256
 from harness.errors import DataError
+from harness.export import first_image
 from harness.metrics import Metric
 from harness.task import DatasetInfo, Stage, Task, data_kind, generate, score, understand
 from harness.types import Image
@@ -249,6 +250,17 @@ class UnifiedBench(Task):
                 "failure_rule": "failed round trips score 0 and are counted" if self.failure_mode == "zero"
                 else "failed round trips are left out (UAE Score_i2i.py)",
                 "mismatched_control": self.mismatched}
+
+    export_layout = "unified_bench"
+
+    @classmethod
+    def export_images(cls, samples, writer):
+        """Reconstructions as <out>/{reference stem}.png, paired with the references by stem as UAE's
+        Score_i2i.py pairs them."""
+        for line in samples:
+            entries = (line.get("requests") or {}).get("regenerate") or []
+            name = Path(str((line.get("record") or {}).get("name", line["doc_id"]))).stem
+            writer.image(first_image(entries[0]) if entries else None, f"{name}.png")
 
 
 class UnifiedBenchUAE(UnifiedBench):
