@@ -7,7 +7,7 @@ from generation_doubles import WorldRenderDouble, run_engine
 from harness.cli import main
 from harness.errors import HarnessError
 from harness.export import export
-from harness.world import build
+from tasks.world import build
 from tasks.geneval.task import GenEval
 from tasks.wise.task import WISE
 from understanding_doubles import shapes, world_cache  # noqa: F401

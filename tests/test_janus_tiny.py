@@ -29,7 +29,7 @@ def test_shipped_folder_is_small_and_says_how_it_was_trained():
 
 
 def test_tiny_janus_answers_and_draws(tiny):
-    from harness.world import build
+    from tasks.world import build
     from harness.types import Image, Request
 
     row = build("vqav2", n=1)[0]

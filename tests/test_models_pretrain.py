@@ -57,7 +57,7 @@ def test_focus_multipliers_shift_the_question_mix_and_unknown_families_are_refus
 
 
 def test_tokenizer_covers_training_and_benchmark_text():
-    from harness.world import build
+    from tasks.world import build
 
     tok = build_tokenizer(data.vocabulary_words(200))
     texts = data.training_texts(60)

@@ -163,7 +163,7 @@ def test_derived_metrics_on_unigame_table_1():
 
 
 def test_consistency_suite_on_shapes_writes_the_consistency_score(shapes, tmp_path):
-    from harness.world import build
+    from tasks.world import build
     from tasks.wise.task import WISE
 
     model = WorldRenderDouble(wise=build("wise", n=12))

@@ -12,13 +12,10 @@ def tiny_janus(folder: str | Path, seed: int = 1, **config) -> Path:
     """A random Janus folder (32 px, 16 visual tokens unless overridden) whose vocabulary covers the world's."""
     from harness.models.tiny_build import TEST_WORDS, save_random_model, words_of
 
-    words = words_of([TEST_WORDS])
-    try:
-        from harness.world.text import vocabulary
+    from harness.world.text import vocabulary
+    from tasks.world import TEXTS
 
-        words |= set(vocabulary())
-    except ImportError:        # the world's vocabulary needs its benchmark builders; test words suffice
-        pass
+    words = words_of([TEST_WORDS]) | set(vocabulary(TEXTS))
     save_random_model(folder, words=words, seed=seed, **config)
     return Path(folder)
 

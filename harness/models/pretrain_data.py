@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from harness.world import qgen
-from harness.world.bench_geneval import build_geneval, reference_scene
+from tasks.geneval.world import build_geneval, reference_scene
 from harness.world.choices import MC_FAMILIES, sample_choice
 from harness.world.knowledge import CATEGORIES, make_item, requirement_scene
 from harness.world.render import object_masks, render
@@ -218,6 +218,8 @@ def vocabulary_words(n_texts: int = 2000) -> set[str]:
     from harness.models.tiny_build import words_of
     from harness.world.text import vocabulary
 
-    base = set(vocabulary())
+    from tasks.world import TEXTS
+
+    base = set(vocabulary(TEXTS))
     words = base | {w.capitalize() for w in base} | set(LETTERS)
     return words | words_of(training_texts(n_texts) + [UAE_CAPTION_PROMPT, MC_SUFFIX, VQA_SUFFIX])

@@ -108,14 +108,16 @@ class GenEval(Task):
     def _world_file(self) -> tuple[Path, DatasetInfo]:
         """The world's metadata written once as evaluation_metadata.jsonl and read by the same loader as PATH."""
         from harness.data import cache_root
-        from harness.world import WORLD_VERSION, build
+        from harness.world import WORLD_VERSION
+
+        from .world import build_geneval
 
         n, seed = int(self.options.get("world_n", 60)), int(self.options.get("world_seed", 0))
         path = cache_root() / "world" / WORLD_VERSION / f"geneval-n{n}-s{seed}" / "evaluation_metadata.jsonl"
         if not path.is_file():
             from harness.store import write_text
 
-            write_text(path, "".join(json.dumps(r) + "\n" for r in build("geneval", n=n, seed=seed)))
+            write_text(path, "".join(json.dumps(r) + "\n" for r in build_geneval(n=n, seed=seed)))
         return path, DatasetInfo("shapes", "geneval", revision=WORLD_VERSION, sha256=sha256_file(path),
                                  extra={"options": {"n": n, "seed": seed}})
 

@@ -98,15 +98,18 @@ class UnifiedBench(Task):
 
     def _world_folder(self):
         """The world's reference images written once as PNG files, then read like `--data DIR`."""
-        from harness.store import write_bytes
-        from harness.world import WORLD_VERSION, build
         import io
+
+        from harness.store import write_bytes
+        from harness.world import WORLD_VERSION
+
+        from .world import build_unified_bench
 
         opts = {"n": int(self.options.get("world_n", 100)), "seed": int(self.options.get("world_seed", 0)),
                 "size": int(self.options.get("world_size", 64))}
         folder = cache_root() / "world" / WORLD_VERSION / "unified_bench-n{n}-s{seed}-{size}".format(**opts)
         if not (folder / "complete").exists():
-            for fname, pil in build("unified_bench", **opts):
+            for fname, pil in build_unified_bench(**opts):
                 buf = io.BytesIO()
                 pil.save(buf, format="PNG")
                 write_bytes(folder / fname, buf.getvalue())

@@ -79,7 +79,9 @@ class WISE(Task):
             opts = {"n": int(self.options.get("world_n", 50)), "seed": int(self.options.get("world_seed", 0))}
             from harness.data import world_rows
 
-            rows, info = world_rows("wise", **opts)
+            from .world import build_wise
+
+            rows, info = world_rows("wise", build_wise, **opts)
         elif data_kind(self.data) == "path" and not str(self.data).startswith("hub:"):
             from harness.data import content_sha256
             from harness.task import DatasetInfo
