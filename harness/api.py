@@ -14,7 +14,7 @@ from harness.errors import HarnessError
 from harness.executor import Executor, RunnerPool, TaskRun
 from harness.metrics import normalize
 from harness.runner import Runner, UnifiedModel, fingerprint_of
-from harness.store import RunStore, ensure_writable, environment, load_run, now, slug, write_json
+from harness.store import RunStore, ensure_writable, environment, load_run, now, write_json
 from harness.task import Task
 from harness.types import MODEL
 

@@ -8,9 +8,33 @@ from pathlib import Path
 from harness.errors import HarnessError
 
 
+def json_arg(flag: str, text: str | None) -> dict:
+    """A JSON-object flag (--model-args, --scorer-args, --task-args); {} when absent."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise HarnessError(f"{flag}: invalid JSON ({e.msg} at column {e.colno}); "
+                           f"example: {flag} '{{\"dtype\": \"bfloat16\"}}'") from None
+    if not isinstance(value, dict):
+        raise HarnessError(f"{flag}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def parse_tags(items: list[str] | None) -> dict:
+    """--tag KEY=VALUE (repeatable) -> {KEY: VALUE}."""
+    tags = {}
+    for item in items or []:
+        if "=" not in item:
+            raise HarnessError(f"--tag {item}: expected KEY=VALUE")
+        k, v = item.split("=", 1)
+        tags[k] = v
+    return tags
+
+
 def cmd_run(args, argv) -> int:
     from harness.api import RunConfig, evaluate
-    from harness.cli import _json_arg, _tags
     from harness.models import resolve_model
     from harness.report import table
 
@@ -21,7 +45,7 @@ def cmd_run(args, argv) -> int:
     from harness import distributed
 
     dist = distributed.from_env()
-    model_args = _json_arg("--model-args", args.model_args)
+    model_args = json_arg("--model-args", args.model_args)
     if args.device:
         model_args["device"] = args.device
     elif dist.world > 1:
@@ -30,8 +54,8 @@ def cmd_run(args, argv) -> int:
     data = args.data if args.data is not None else getattr(model, "default_data", None)
     config = RunConfig(output=args.output, data=data, limit=args.limit, batch_size=args.batch_size,
                        seed=args.seed, profile=args.profile, use_cache=not args.no_cache,
-                       overwrite=args.overwrite, run_name=args.run_name, tags=_tags(args.tag),
-                       scorer_args=_json_arg("--scorer-args", args.scorer_args),
+                       overwrite=args.overwrite, run_name=args.run_name, tags=parse_tags(args.tag),
+                       scorer_args=json_arg("--scorer-args", args.scorer_args),
                        task_args=_task_args(args.task_args), progress=not args.no_progress,
                        cli=["python", "-m", "harness", *argv], rank=dist.rank, world_size=dist.world)
     result = evaluate(model, args.tasks.split(","), config)
@@ -50,9 +74,7 @@ def cmd_run(args, argv) -> int:
 
 
 def _task_args(text: str | None) -> dict:
-    from harness.cli import _json_arg
-
-    value = _json_arg("--task-args", text)
+    value = json_arg("--task-args", text)
     for task, opts in value.items():
         if not isinstance(opts, dict):
             raise HarnessError(f"--task-args: the value for {task!r} must be an object of options")

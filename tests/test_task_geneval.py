@@ -9,7 +9,7 @@ from PIL import Image as PILImage
 from generation_doubles import (ScriptedClassifier, ScriptedDetector, SolidDouble, WorldRenderDouble, run_engine,
                                 run_task)
 from harness.errors import DataError
-from harness.scorers.masks import rle_encode
+from harness.masks import rle_encode
 from harness.types import Response
 from tasks.world import build
 from tasks.geneval import scoring

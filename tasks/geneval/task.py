@@ -14,7 +14,7 @@ from pathlib import Path
 from harness.errors import DataError, HarnessError
 from harness.export import first_image
 from harness.metrics import Metric, mean
-from harness.scorers.masks import rle_decode
+from harness.masks import rle_decode
 from harness.task import DatasetInfo, Stage, Task, data_kind, generate, score
 from harness.types import Response
 from tasks.downloads import cached_file, sha256_file
