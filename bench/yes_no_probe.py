@@ -16,7 +16,7 @@ import argparse
 import torch
 import torch.nn.functional as F
 
-from harness.models import pretrain_data as data
+from tinyfactory import data
 from harness.models import resolve_model
 from tasks.world import build
 

@@ -8,7 +8,7 @@ from PIL import Image as PILImage  # noqa: E402
 from harness.models import resolve_model  # noqa: E402
 from harness.models.janus import JanusAdapter, parse_size  # noqa: E402
 from harness.models.janus_decode import decode_text, generators_for, image_features  # noqa: E402
-from harness.models.tiny_build import save_random_model  # noqa: E402
+from tinyfactory.build import save_random_model  # noqa: E402
 from harness.types import Image, Request  # noqa: E402
 
 VQA = "\nAnswer the question using a single word or phrase."

@@ -215,7 +215,7 @@ def training_texts(n: int = 400) -> list[str]:
 def vocabulary_words(n_texts: int = 2000) -> set[str]:
     """Tokenizer words: the world's vocabulary as written (lower case) and capitalised (sentence starts, "Yes"),
     option letters, and every word of a large sample of the training prompts and answers."""
-    from harness.models.tiny_build import words_of
+    from tinyfactory.build import words_of
     from harness.world.text import vocabulary
 
     from tasks.world import TEXTS
