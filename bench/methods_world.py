@@ -13,7 +13,6 @@ shows the same runs as a leaderboard.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -44,10 +43,12 @@ def train(method: str, seed: int, args, extra: list[str], eval_base: bool) -> su
 
 def collect(results: Path) -> dict[tuple[str, int], dict[str, float]]:
     """(method, seed) -> {task: headline value} from the final checkpoint of each run (and the base row)."""
+    from harness.results import load_run
+
     rows: dict[tuple[str, int], dict] = {}
     for manifest_path in results.glob("*/*/manifest.json"):
-        manifest = json.loads(manifest_path.read_text())
-        tags = manifest.get("tags", {})
+        manifest, run = load_run(manifest_path.parent)
+        tags = manifest.tags
         # "method" is the run's label (it names non-default hyper-parameters); the bare method is in the config
         method = (tags.get("hyper_parameters") or {}).get("method", tags.get("method"))
         seed, step = int(tags.get("seed", 0)), int(tags.get("step", 0))
@@ -56,11 +57,8 @@ def collect(results: Path) -> dict[tuple[str, int], dict[str, float]]:
         key = (method, 0 if method == "base" else seed)
         values = {}
         for task, metric in TASKS.items():
-            res = manifest_path.parent / task / "results.json"
-            if res.exists():
-                m = json.loads(res.read_text())["metrics"].get(metric, {})
-                scale = m.get("scale", json.loads(res.read_text()).get("display_scale", 1))
-                values[task] = None if m.get("value") is None else m["value"] * scale
+            if task in run:
+                values[task] = run[task].display_value(metric)
         if key not in rows or step > rows[key]["_step"]:
             rows[key] = {"_step": step, **values}
     return rows

@@ -52,21 +52,14 @@ class Aggregate:
                      for i in self.inputs})
 
 
-def display_value(result: dict, metric: str) -> float | None:
-    """A stored metric in display units (value x its scale, or the task's display_scale)."""
-    m = (result.get("metrics") or {}).get(metric) or {}
-    if m.get("value") is None:
-        return None
-    return float(m["value"]) * float(m.get("scale") or result.get("display_scale") or 1.0)
+def _source(result) -> tuple:
+    d = result.dataset
+    return (d.source, d.revision if d.source == "shapes" else None) if d is not None else (None, None)
 
 
-def _source(result: dict) -> tuple:
-    d = result.get("dataset", {})
-    return (d.get("source"), d.get("revision") if d.get("source") == "shapes" else None)
-
-
-def compute_run(results: dict[str, dict]) -> dict[str, dict]:
-    """Every registered aggregate whose inputs this run has: {name: {value, inputs, description, data | note}}."""
+def compute_run(results: dict) -> dict[str, dict]:
+    """Every registered aggregate whose inputs this run has ({task: TaskResult}): {name: {value, inputs,
+    description, data | note}}."""
     from harness.registry import AGGREGATES
 
     out = {}
@@ -75,13 +68,13 @@ def compute_run(results: dict[str, dict]) -> dict[str, dict]:
         if not all(i.task in results for i in agg.inputs):
             continue
         record = {"inputs": [f"{i.task}.{i.metric}" for i in agg.inputs], "description": agg.description}
-        values = {i.param: display_value(results[i.task], i.metric) for i in agg.inputs}
+        values = {i.param: results[i.task].display_value(i.metric) for i in agg.inputs}
         if len({_source(results[i.task]) for i in agg.inputs}) > 1:
             record.update(value=None, note="inputs come from different data sources; not combined")
         elif any(v is None for v in values.values()):
             record.update(value=None, note="an input metric has no value")
         else:
             record["value"] = agg.compute(values)
-            record["data"] = results[agg.inputs[0].task].get("dataset", {}).get("source")
+            record["data"] = _source(results[agg.inputs[0].task])[0]
         out[agg.name] = record
     return out

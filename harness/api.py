@@ -12,9 +12,10 @@ from harness.artifacts import ArtifactStore
 from harness.cache import NullCache, ResponseCache
 from harness.errors import HarnessError
 from harness.executor import Executor, RunnerPool, TaskRun
-from harness.metrics import normalize
+from harness.metrics import Metric, normalize
+from harness.results import Counts, Manifest, TaskResult, load_run, read_manifest, write_derived
 from harness.runner import Runner, UnifiedModel, fingerprint_of
-from harness.store import RunStore, ensure_writable, environment, load_run, now, write_json
+from harness.store import RunStore, ensure_writable, environment, now
 from harness.task import Task
 from harness.types import MODEL
 
@@ -42,8 +43,8 @@ class RunConfig:
 @dataclass
 class RunResult:
     run_dir: Path
-    results: dict[str, dict]          # task -> results.json content
-    manifest: dict
+    results: dict[str, TaskResult]
+    manifest: Manifest
     derived: dict = field(default_factory=dict)   # cross-task metrics, e.g. the Consistency Score
 
 
@@ -114,22 +115,20 @@ def _used_runners(tr: TaskRun, runners: dict[str, Runner]) -> dict[str, dict]:
 
 
 def task_results(task: Task, records: list[dict], stats: dict, runners: dict[str, dict], model_info: dict,
-                 started: float, runner_seconds: float = 0.0) -> dict:
+                 started: float, runner_seconds: float = 0.0) -> TaskResult:
     metrics = task.aggregate(records)
     details = metrics.pop("details", None) if isinstance(metrics, dict) else None
-    return {
-        "task": task.name, "version": task.version, "headline": task.headline,
-        "metrics": normalize(metrics), "details": details,
-        "counts": stats, "dataset": task.dataset_info.to_dict(), "profile": task.profile,
-        "settings": task.settings(), "model": model_info, "runners": runners,
-        "display_scale": task.display_scale,
-        "timing": {"started": round(started, 3), "finished": now(), "wall_seconds": round(now() - started, 3),
-                   "runner_seconds": round(runner_seconds, 3)},
-    }
+    return TaskResult(
+        task=task.name, version=task.version, headline=task.headline,
+        metrics={k: Metric(**m) for k, m in normalize(metrics).items()}, details=details,
+        counts=Counts.from_dict(stats), dataset=task.dataset_info, profile=task.profile,
+        settings=task.settings(), model=model_info, runners=runners, display_scale=task.display_scale,
+        timing={"started": round(started, 3), "finished": now(), "wall_seconds": round(now() - started, 3),
+                "runner_seconds": round(runner_seconds, 3)})
 
 
 def _finish_task(tr: TaskRun, runners: dict[str, Runner], model_info: dict, store: RunStore, rank: int,
-                 world: int) -> dict | None:
+                 world: int) -> TaskResult | None:
     """Write a finished task's files; with several processes, rank 0 merges every rank's shard first."""
     samples = _samples(tr)
     described = _used_runners(tr, runners)
@@ -154,7 +153,7 @@ def _finish_task(tr: TaskRun, runners: dict[str, Runner], model_info: dict, stor
     res = task_results(tr.task, records, stats, described, model_info, tr.stats.started, seconds)
     extras = tr.task.extra_files(records)
     if extras:
-        res["files"] = sorted(extras)
+        res.files = sorted(extras)
     store.write_task(tr.task.name, res, samples, extras)
     return res
 
@@ -184,21 +183,20 @@ def evaluate(model, tasks, config: RunConfig | None = None) -> RunResult:
                              config.limit, config.seed, config.tags)
     store = RunStore(output, model_slug(runner), config.run_name or f"run-{run_key[:10]}")
     model_info = {"spec": getattr(runner, "spec", runner.name), **runner.describe()}
-    manifest = {
-        "run_id": store.run_id, "status": "running", "started": now(), "finished": None,
-        "model": model_info, "tasks": [t.name for t in task_objs],
-        "config": {k: v for k, v in asdict(config).items() if k not in ("cli", "output", "progress", "rank")},
-        "data": {t.name: t.dataset_info.to_dict() for t in task_objs},
-        "cli": config.cli if config.cli is not None else sys.argv, "env": environment(),
-        "world_size": config.world_size, "tags": config.tags,
-    }
+    cli = config.cli if config.cli is not None else sys.argv
+    manifest = Manifest(
+        run_id=store.run_id, status="running", started=now(), finished=None, model=model_info,
+        tasks=[t.name for t in task_objs],
+        config={k: v for k, v in asdict(config).items() if k not in ("cli", "output", "progress", "rank")},
+        data={t.name: t.dataset_info.to_dict() for t in task_objs}, cli=cli, env=environment(),
+        world_size=config.world_size, tags=config.tags)
     if store.manifest_path.exists():     # a resumed or rescored run: keep its history and its other tasks
-        previous = json.loads(store.manifest_path.read_text())
-        manifest["started"] = previous.get("started", manifest["started"])
-        manifest["tasks"] = list(dict.fromkeys([*previous.get("tasks", []), *manifest["tasks"]]))
-        manifest["data"] = {**previous.get("data", {}), **manifest["data"]}
-        manifest["invocations"] = previous.get("invocations", [])
-    manifest.setdefault("invocations", []).append({"cli": manifest["cli"], "started": now()})
+        previous = read_manifest(store.manifest_path)
+        manifest.started = previous.started or manifest.started
+        manifest.tasks = list(dict.fromkeys([*previous.tasks, *manifest.tasks]))
+        manifest.data = {**previous.data, **manifest.data}
+        manifest.invocations = previous.invocations
+    manifest.invocations.append({"cli": cli, "started": now()})
     if config.rank == 0:
         store.write_manifest(manifest)
 
@@ -217,24 +215,24 @@ def evaluate(model, tasks, config: RunConfig | None = None) -> RunResult:
                         on_task_done=on_task_done, progress_dir=output / "cache")
     try:
         executor.run(task_objs)
-        manifest["status"] = "complete"
+        manifest.status = "complete"
         derived = {}
         if config.rank == 0:
             # over every finished task of this run folder, so a resumed or extended run combines them too
             derived = aggregates.compute_run(load_run(store.dir)[1])
             if derived:
-                write_json(store.dir / "derived.json", derived)
+                write_derived(store.dir, derived)
     except KeyboardInterrupt:
-        manifest["status"] = "interrupted"
+        manifest.status = "interrupted"
         raise
     except BaseException:
-        manifest["status"] = "failed"
+        manifest.status = "failed"
         raise
     finally:
-        if config.world_size > 1 and manifest["status"] == "complete":
+        if config.world_size > 1 and manifest.status == "complete":
             distributed.barrier(distributed.Dist(config.rank, config.world_size))
-        manifest["finished"] = now()
-        manifest["invocations"][-1].update(status=manifest["status"], finished=manifest["finished"])
+        manifest.finished = now()
+        manifest.invocations[-1].update(status=manifest.status, finished=manifest.finished)
         if config.rank == 0:
             store.write_manifest(manifest)
         cache.close()

@@ -132,19 +132,16 @@ def _print_rows(header, rows) -> None:
 
 
 def cmd_show(args, argv) -> int:
-    from harness.report import table
-    from harness.store import load_run
+    from harness.report import derived_lines, table
+    from harness.results import load_run, read_derived
 
     manifest, results = load_run(args.run_dir)
-    model = manifest.get("model", {})
-    derived_path = Path(args.run_dir) / "derived.json"
-    print(f"run {manifest.get('run_id')}  model {model.get('spec')}  status {manifest.get('status')}")
-    missing = [t for t in manifest.get("tasks", []) if t not in results]
+    print(f"run {manifest.run_id}  model {manifest.model.get('spec')}  status {manifest.status}")
+    missing = [t for t in manifest.tasks if t not in results]
     print(table(results, full=args.all))
-    if derived_path.exists():
-        from harness.report import derived_lines
-
-        print("\n" + derived_lines(json.loads(derived_path.read_text())))
+    derived = read_derived(args.run_dir)
+    if derived:
+        print("\n" + derived_lines(derived))
     if missing:
         print(f"\nnot finished: {', '.join(missing)}")
     return 0
@@ -157,7 +154,7 @@ def cmd_score(args, argv) -> int:
     from harness.cache import NullCache
     from harness.executor import Executor, RunnerPool
     from harness.replay import PredictionsModel
-    from harness.store import write_json
+    from harness.results import write_task_result
 
     cls = registry.TASKS.load(args.task)
     task = cls(data=args.data, profile=args.profile)
@@ -181,11 +178,12 @@ def cmd_score(args, argv) -> int:
 
     res = task_results(task, tr.records, tr.stats.to_dict(), _used_runners(tr, pool.used()),
                        {"spec": model.spec, "fingerprint": model.fingerprint()}, tr.stats.started)
-    res["missing_predictions"] = tr.stats.failed
-    print(json.dumps({"task": task.name, "profile": task.profile, "metrics": res["metrics"],
+    res.missing_predictions = tr.stats.failed
+    print(json.dumps({"task": task.name, "profile": task.profile,
+                      "metrics": {k: m.to_dict() for k, m in res.metrics.items()},
                       "missing_predictions": tr.stats.failed}, indent=2))
     if args.output:
-        write_json(Path(args.output), res)
+        write_task_result(Path(args.output), res)
     return 0
 
 
@@ -194,28 +192,28 @@ def cmd_rescore(args, argv) -> int:
     from harness.artifacts import ArtifactStore
     from harness.replay import ReplayModel
     from harness.report import table
-    from harness.store import load_run
+    from harness.results import load_run
 
     run_dir = Path(args.run_dir)
     manifest, _ = load_run(run_dir)
-    if manifest.get("producer") == "lmms-eval":
+    if manifest.producer == "lmms-eval":
         raise HarnessError(f"{run_dir}: imported from lmms-eval; its scores are lmms-eval's and there are no stored "
                            "outputs of ours to rescore")
-    tasks = args.tasks.split(",") if args.tasks else manifest["tasks"]
-    unknown = [t for t in tasks if t not in manifest["tasks"]]
+    tasks = args.tasks.split(",") if args.tasks else manifest.tasks
+    unknown = [t for t in tasks if t not in manifest.tasks]
     if unknown:
-        raise HarnessError(f"--tasks: {unknown[0]!r} is not part of this run ({', '.join(manifest['tasks'])})")
+        raise HarnessError(f"--tasks: {unknown[0]!r} is not part of this run ({', '.join(manifest.tasks)})")
     samples = [run_dir / t / "samples.jsonl" for t in tasks if (run_dir / t / "samples.jsonl").exists()]
-    model = ReplayModel(manifest["model"], samples)
+    model = ReplayModel(manifest.model, samples)
     output = run_dir.parent.parent
     model.artifacts = ArtifactStore(output / "artifacts")
-    cfg = manifest.get("config", {})
+    cfg = manifest.config
     config = RunConfig(output=output, data=cfg.get("data"), limit=cfg.get("limit"),
                        batch_size=cfg.get("batch_size", 8), seed=cfg.get("seed", 1234),
                        profile=args.profile or cfg.get("profile"), run_name=run_dir.name, tags=cfg.get("tags", {}),
                        scorer_args=cfg.get("scorer_args", {}), progress=not args.no_progress,
                        task_args={t: o for t, o in cfg.get("task_args", {}).items() if t in tasks},
-                       cli=manifest.get("cli"))
+                       cli=manifest.cli)
     task_objs = build_tasks(tasks, config)
     if args.profile:
         for task in task_objs:
@@ -264,13 +262,13 @@ def cmd_leaderboard(args, argv) -> int:
 def cmd_import_lmms(args, argv) -> int:
     from harness.integrations.lmms_import import import_results
     from harness.report import table
-    from harness.store import load_run
+    from harness.results import load_run
 
     run_dir = import_results(args.results_json, args.output, lmms_version=args.lmms_version,
                              cli=["python", "-m", "harness", *argv])
     _, results = load_run(run_dir)
     print(table(results))
-    notes = [n for res in results.values() for n in res.get("scoring_notes", [])]
+    notes = [n for res in results.values() for n in res.scoring_notes or []]
     if notes:
         print("\nscoring differences from the official rules:\n" + "\n".join(f"  - {n}" for n in notes))
     print(f"\nimported: {run_dir}")

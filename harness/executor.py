@@ -4,10 +4,12 @@ Round r runs stage r of every task that has one. The requests of a round are poo
 tasks, deduplicated by content key, looked up in the cache, and the misses handed to the runner in batches; every
 finished batch is committed before the next starts (write-through), so an interrupted run resumes where it stopped.
 A failing batch is retried one request at a time so one bad input fails alone; failures are recorded, never dropped.
+A runner is released (its weights unloaded) after the last round whose stages declare they use it (Stage.uses).
 """
 from __future__ import annotations
 
 import hashlib
+import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -77,6 +79,15 @@ class RunnerPool:
     def used(self) -> dict[str, Runner]:
         return dict(self._runners)
 
+    def release(self, target: str) -> bool:
+        """Unload a runner's weights (it stays described, and would load again on a later request); whether
+        there was one to release."""
+        runner = self._runners.get(target)
+        if runner is None:
+            return False
+        runner.unload()
+        return True
+
     def unload_all(self) -> None:
         for runner in self._runners.values():
             runner.unload()
@@ -122,14 +133,23 @@ class Executor:
             groups: dict[tuple[str, str], list] = defaultdict(list)
             for item in items:
                 groups[(item[4].target, item[4].kind)].append(item)
-            # the model first: its outputs are what the scorers of later rounds need, and it may then be unloaded
-            for (target, kind) in sorted(groups, key=lambda g: (g[0] != MODEL, g)):
+            # the model first: its outputs are what the scorers of later rounds need, and it may then be released
+            order = sorted(groups, key=lambda g: (g[0] != MODEL, g))
+            later = _needed_after(active, r)
+            for n, (target, kind) in enumerate(order):
                 self._run_group(target, kind, groups[(target, kind)])
+                if later is not None and target not in later and all(t != target for t, _ in order[n + 1:]):
+                    self._release(target)
             r += 1
             self._round = r
         return runs
 
     # --- internals ------------------------------------------------------------------------------------------
+    def _release(self, target: str) -> None:
+        """Free a runner no later stage needs, so the model and the scorers never have to fit in memory at once."""
+        if self.pool.release(target) and self.progress:
+            tqdm.write(f"{target} released: no later stage of this run uses it", file=sys.stderr)
+
     def _build_stage(self, tr: TaskRun, stage) -> list:
         items = []
         name = tr.task.name
@@ -229,6 +249,17 @@ class Executor:
         tr.records = [tr.task.process(doc, out) for doc, out in zip(tr.docs, tr.outputs)]
         if self.on_task_done is not None:
             self.on_task_done(tr)
+
+
+def _needed_after(runs: list[TaskRun], r: int) -> set[str] | None:
+    """The runners the stages after round r of these tasks declare; None when one of them does not declare."""
+    needed: set[str] = set()
+    for tr in runs:
+        for stage in tr.stages[r + 1:]:
+            if stage.uses is None:
+                return None
+            needed.update(stage.uses)
+    return needed
 
 
 class _GlobalProgress:

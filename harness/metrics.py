@@ -14,11 +14,15 @@ class Metric:
     n: int | None = None
     #: multiply by this for display (100 shows a fraction as a percentage)
     scale: float | None = None
+    #: an imported metric that is the same quantity as another tool's metric of this name
+    same_as: str | None = None
 
     def to_dict(self) -> dict:
         out = {"value": self.value, "stderr": self.stderr, "n": self.n}
         if self.scale is not None:
             out["scale"] = self.scale
+        if self.same_as is not None:
+            out["same_as"] = self.same_as
         return out
 
 

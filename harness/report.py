@@ -2,14 +2,18 @@
 from __future__ import annotations
 
 
-def data_label(dataset: dict) -> str:
-    source = dataset.get("source", "?")
+def data_label(dataset) -> str:
+    """How a result names its data: world:NAME@VERSION, hub:ORG/NAME@REV, path:FILE (a DatasetInfo or its dict)."""
+    if dataset is None:
+        return "?"
+    d = dataset if isinstance(dataset, dict) else dataset.to_dict()
+    source = d.get("source", "?")
     if source == "shapes":
-        return f"world:{dataset.get('name', '')}@{dataset.get('revision', '')}"
+        return f"world:{d.get('name', '')}@{d.get('revision', '')}"
     if source == "hub":
-        rev = dataset.get("revision")
-        return f"hub:{dataset.get('name')}" + (f"@{rev[:8]}" if rev else "")
-    return f"{source}:{dataset.get('name')}"
+        rev = d.get("revision")
+        return f"hub:{d.get('name')}" + (f"@{rev[:8]}" if rev else "")
+    return f"{source}:{d.get('name')}"
 
 
 def fmt(value, scale: float) -> str:
@@ -20,25 +24,21 @@ def fmt(value, scale: float) -> str:
     return str(value)
 
 
-def results_rows(results: dict[str, dict], full: bool = True) -> list[list[str]]:
+def results_rows(results: dict, full: bool = True) -> list[list[str]]:
+    """Rows of (task, metric, value, stderr, n, data, profile, failed) from {task: TaskResult}."""
     rows = []
     for task, res in results.items():
-        default_scale = res.get("display_scale", 1.0)
-        metrics = res.get("metrics", {})
-        headline = res.get("headline")
-        order = ([headline] if headline in metrics else []) + [m for m in metrics if m != headline]
-        if not full and headline in metrics:
-            order = [headline]
-        counts = res.get("counts", {})
+        metrics = res.metrics
+        order = ([res.headline] if res.headline in metrics else []) + [m for m in metrics if m != res.headline]
+        if not full and res.headline in metrics:
+            order = [res.headline]
         for i, name in enumerate(order):
-            m = metrics[name]
-            scale = m.get("scale", default_scale)
+            m, scale = metrics[name], res.scale(name)
             rows.append([
-                task if i == 0 else "", name + (" *" if name == headline else ""), fmt(m.get("value"), scale),
-                fmt(m.get("stderr"), scale) if m.get("stderr") is not None else "-",
-                str(m.get("n")) if m.get("n") is not None else "-",
-                data_label(res.get("dataset", {})) if i == 0 else "", res.get("profile", "") if i == 0 else "",
-                f"{counts.get('failed', 0)}" if i == 0 else "",
+                task if i == 0 else "", name + (" *" if name == res.headline else ""), fmt(m.value, scale),
+                fmt(m.stderr, scale) if m.stderr is not None else "-", str(m.n) if m.n is not None else "-",
+                data_label(res.dataset) if i == 0 else "", (res.profile or "") if i == 0 else "",
+                f"{res.counts.failed or 0}" if i == 0 else "",
             ])
     return rows
 
@@ -50,27 +50,26 @@ def table(results: dict[str, dict], full: bool = False) -> str:
     notes = ["* headline metric", "fractions are shown x100"]
     if not full:
         notes.append("every metric: python -m harness show RUN_DIR --all")
-    if any(r.get("dataset", {}).get("source") == "shapes" for r in results.values()):
+    if any(r.dataset is not None and r.dataset.source == "shapes" for r in results.values()):
         notes.append("numbers on world:* data come from the embedded shapes world, not from the real benchmarks")
     lines.append("; ".join(notes) + ".")
     return "\n".join(lines)
 
 
-def comparison(runs: dict[str, dict[str, dict]]) -> str:
-    """Each task's headline metric side by side across runs ({column label: {task: results.json}}), for "did it
+def comparison(runs: dict[str, dict]) -> str:
+    """Each task's headline metric side by side across runs ({column label: {task: TaskResult}}), for "did it
     get better"; the data column says which data produced each row."""
     tasks = list(dict.fromkeys(t for results in runs.values() for t in results))
     header = ["task", "metric", *runs, "data"]
     rows = [header]
     for task in tasks:
         first = next(r[task] for r in runs.values() if task in r)
-        headline = first.get("headline")
         cells = []
         for results in runs.values():
             res = results.get(task)
-            m = (res or {}).get("metrics", {}).get(headline) or {}
-            cells.append(fmt(m.get("value"), m.get("scale", res.get("display_scale", 1.0))) if res else "-")
-        rows.append([task, headline or "", *cells, data_label(first.get("dataset", {}))])
+            m = res.metric(first.headline) if res else None
+            cells.append(fmt(m.value, res.scale(first.headline)) if m is not None else "-")
+        rows.append([task, first.headline or "", *cells, data_label(first.dataset)])
     return "\n".join(_grid(rows))
 
 

@@ -5,6 +5,8 @@
     <output>/<model-slug>/<run-id>/<task>/samples.jsonl
     <output>/artifacts/<aa>/<sha256>.png          generated images, shared and deduplicated
     <output>/cache/responses.rank<r>.sqlite       the response cache
+
+The files' contents are defined in harness/results.py (the schema); this module writes bytes safely.
 """
 from __future__ import annotations
 
@@ -123,10 +125,12 @@ class RunStore:
     def task_dir(self, task: str) -> Path:
         return self.dir / task
 
-    def write_manifest(self, manifest: dict) -> None:
-        write_json(self.manifest_path, manifest)
+    def write_manifest(self, manifest) -> None:
+        """A harness.results.Manifest."""
+        write_json(self.manifest_path, manifest.to_dict())
 
-    def write_task(self, task: str, results: dict, samples: list[dict], extras: dict | None = None) -> None:
+    def write_task(self, task: str, results, samples: list[dict], extras: dict | None = None) -> None:
+        """A task's files: extras, samples.jsonl, then results.json (a harness.results.TaskResult)."""
         lines = "".join(json.dumps(s, ensure_ascii=False, sort_keys=True, default=str) + "\n" for s in samples)
         # samples and extras first: results.json appearing is the sign that a task's files are complete
         for name, content in (extras or {}).items():
@@ -135,22 +139,7 @@ class RunStore:
             else:
                 write_text(self.task_dir(task) / name, content)
         write_text(self.task_dir(task) / "samples.jsonl", lines)
-        write_json(self.task_dir(task) / "results.json", results)
-
-
-def load_run(run_dir: str | Path) -> tuple[dict, dict[str, dict]]:
-    """(manifest, {task: results}) of a finished or partial run folder."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "manifest.json").exists():
-        raise HarnessError(f"{run_dir}: not a run folder (no manifest.json); "
-                           "give a folder like results/<model>/<run-id>")
-    manifest = read_json(run_dir / "manifest.json")
-    results = {}
-    for task in manifest.get("tasks", []):
-        path = run_dir / task / "results.json"
-        if path.exists():
-            results[task] = read_json(path)
-    return manifest, results
+        write_json(self.task_dir(task) / "results.json", results.to_dict())
 
 
 def read_samples(path: Path) -> list[dict]:

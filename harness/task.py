@@ -21,6 +21,14 @@ Outputs = dict[str, list[Response]]
 class Stage:
     name: str
     build: Callable[[dict, Outputs], list[Request]]
+    #: the runners this stage may send requests to (MODEL, scorer_target(name)); the executor releases a runner
+    #: once no later stage of any running task uses it. None: not declared, so nothing is released early.
+    uses: tuple[str, ...] | None = None
+
+
+def scorer_target(name: str) -> str:
+    """The request target of a scorer, for Stage.uses."""
+    return f"scorer:{name}"
 
 
 @dataclass
@@ -32,12 +40,18 @@ class DatasetInfo:
     split: str | None = None
     revision: str | None = None      # hub commit or world version
     sha256: str | None = None        # content hash of the documents
-    n_total: int = 0
-    n_evaluated: int = 0
+    n_total: int | None = None
+    n_evaluated: int | None = None
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v not in (None, {}, [])}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DatasetInfo":
+        names = {"source", "name", "split", "revision", "sha256", "n_total", "n_evaluated", "extra"}
+        return cls(**{"source": d.get("source", "?"), "name": d.get("name", "?"),
+                      **{k: v for k, v in d.items() if k in names - {"source", "name"} and v is not None}})
 
 
 def understand(text: str, images=(), *, ref: str | None = None, sample: int = 0, **params) -> Request:
@@ -54,7 +68,7 @@ def generate(text: str, *, ref: str | None = None, sample: int = 0, **params) ->
 def score(scorer: str, kind: str, *, text: str | None = None, images=(), ref: str | None = None,
           **params) -> Request:
     """A request to a scorer, e.g. score("clip", "embed", images=[img])."""
-    return Request(f"scorer:{scorer}", kind, text=text, images=tuple(Image.coerce(i) for i in images),
+    return Request(scorer_target(scorer), kind, text=text, images=tuple(Image.coerce(i) for i in images),
                    params=params, ref=ref)
 
 

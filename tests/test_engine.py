@@ -48,8 +48,8 @@ def test_rerun_is_all_cached_and_identical(tmp_path, doubles):
     second = _run(tmp_path, ["double_sum", "double_roundtrip"], model_args={"log": str(log)})
     assert len(doubles.read_log(log)) == n_calls          # no model call at all
     for task in ("double_sum", "double_roundtrip"):
-        assert second.results[task]["metrics"] == first.results[task]["metrics"]
-        c = second.results[task]["counts"]
+        assert second.results[task].to_dict()["metrics"] == first.results[task].to_dict()["metrics"]
+        c = second.results[task].to_dict()["counts"]
         assert c["cached"] == c["requests"] and c["computed"] == 0
     assert second.run_dir == first.run_dir
 
@@ -57,8 +57,8 @@ def test_rerun_is_all_cached_and_identical(tmp_path, doubles):
 def test_different_fingerprint_gets_no_cache_hits(tmp_path, doubles):
     _run(tmp_path, ["double_sum"])
     other = _run(tmp_path, ["double_sum"], model_args={"variant": "b"})
-    assert other.results["double_sum"]["counts"]["cached"] == 0
-    assert other.results["double_sum"]["counts"]["computed"] == 24
+    assert other.results["double_sum"].to_dict()["counts"]["cached"] == 0
+    assert other.results["double_sum"].to_dict()["counts"]["computed"] == 24
 
 
 def test_no_cache_and_overwrite(tmp_path, doubles):
@@ -81,7 +81,7 @@ def test_requests_pooled_across_tasks_in_batches(tmp_path, doubles):
 
 def test_failures_are_recorded_not_dropped(tmp_path, doubles):
     res = _run(tmp_path, ["double_sum"], model_args={"fail_on": "sum 3 "}, batch_size=8)
-    r = res.results["double_sum"]
+    r = res.results["double_sum"].to_dict()
     failing = [d for d in doubles._sum_docs(24) if d["a"] == 3]
     assert r["counts"]["failed"] == len(failing) > 0
     assert r["metrics"]["failed"]["value"] == len(failing)
@@ -98,7 +98,7 @@ def test_failures_are_recorded_not_dropped(tmp_path, doubles):
 def test_keys_do_not_depend_on_batch_size(tmp_path, doubles):
     _run(tmp_path, ["double_roundtrip"], batch_size=3)
     again = _run(tmp_path, ["double_roundtrip"], batch_size=7)
-    c = again.results["double_roundtrip"]["counts"]
+    c = again.results["double_roundtrip"].to_dict()["counts"]
     assert c["cached"] == c["requests"]
 
 

@@ -134,11 +134,11 @@ def test_the_engine_runs_tasks_on_janus_and_resumes_without_loading(folder, tmp_
 
     config = RunConfig(output=tmp_path / "out", limit=4, batch_size=3, progress=False)
     first = evaluate(resolve_model(str(folder)), ["double_sum", "double_roundtrip"], config)
-    assert first.results["double_roundtrip"]["counts"]["failed"] == 0
+    assert first.results["double_roundtrip"].to_dict()["counts"]["failed"] == 0
     again_model = resolve_model(str(folder))
     again = evaluate(again_model, ["double_sum", "double_roundtrip"], config)
     assert again_model._model is None
-    assert again.results["double_sum"]["metrics"] == first.results["double_sum"]["metrics"]
+    assert again.results["double_sum"].to_dict()["metrics"] == first.results["double_sum"].to_dict()["metrics"]
 
 
 def test_prompt_layout_is_janus_with_or_without_a_chat_template(model):

@@ -23,7 +23,7 @@ N = 12   # world prompts: every tag present (two each)
 def test_perfect_double_scores_one_on_shapes_through_the_engine(shapes, tmp_path):
     task = GenEval(data=shapes, world_n=N)
     model = WorldRenderDouble(geneval=build("geneval", n=N))
-    res = run_engine(tmp_path, task, model).results["geneval"]
+    res = run_engine(tmp_path, task, model).results["geneval"].to_dict()
     m = {k: v["value"] for k, v in res["metrics"].items()}
     assert m["overall"] == 1.0 and all(m[t] == 1.0 for t in scoring.TAGS) and m["correct_prompts"] == 1.0
     assert res["details"]["n_images"] == 4 * N and res["details"]["n_failed"] == 0

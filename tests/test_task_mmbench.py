@@ -117,7 +117,7 @@ def test_test_split_writes_the_server_tsv(tmp_path):
     data = write_jsonl(tmp_path / "test.jsonl", rows)
     res = evaluate(ScriptedModel({"7": "A"}), [MMBenchEnTest(data=str(data))],
                    RunConfig(output=tmp_path / "out", progress=False, use_cache=False))
-    result = res.results["mmbench_en_test"]
+    result = res.results["mmbench_en_test"].to_dict()
     assert result["metrics"]["answered"]["value"] == 1 and result["metrics"]["failed"]["value"] == 1
     assert "circular_accuracy" not in result["metrics"]
     tsv = (res.run_dir / "mmbench_en_test" / MMBenchEnTest.SUBMISSION).read_text()

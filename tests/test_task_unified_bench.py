@@ -10,6 +10,7 @@ from generation_doubles import (ScriptedDistance, ScriptedEmbedder, SolidDouble,
 from harness import aggregates
 from harness.errors import DataError
 from harness.registry import AGGREGATES, SUITES
+from harness.results import TaskResult
 from tasks.unified_bench import scoring
 from tasks.unified_bench.task import UnifiedBench, UnifiedBenchUAE
 from understanding_doubles import shapes, values, world_cache  # noqa: F401
@@ -90,7 +91,7 @@ def test_reference_embeddings_are_cached_across_runs(refs, tmp_path):
     before = len(scorers["clip"].requests)
     res = run_engine(tmp_path, UnifiedBench(data=str(refs)), SolidDouble(), scorers, seed=2)
     assert before == 4 and len(scorers["clip"].requests) == before        # embeddings come from the cache
-    assert res.results["unified_bench"]["metrics"]["overall"]["value"] == pytest.approx(67.5)
+    assert res.results["unified_bench"].to_dict()["metrics"]["overall"]["value"] == pytest.approx(67.5)
 
 
 def test_uae_backbone_set():
@@ -101,7 +102,7 @@ def test_uae_backbone_set():
 
 def test_world_round_trip_and_mismatched_control(shapes, tmp_path):
     res = run_engine(tmp_path, UnifiedBench(data=shapes, world_n=12), WorldRenderDouble())
-    r = res.results["unified_bench"]
+    r = res.results["unified_bench"].to_dict()
     assert r["metrics"]["overall"]["value"] == 100.0 and r["settings"]["backbone_set"] == "world"
     assert r["metrics"]["overall"]["value"] >= 2 * r["metrics"]["mismatched_overall"]["value"]
     _, blank = run_task(UnifiedBench(data=shapes, world_n=12), WorldRenderDouble("blank"))
@@ -146,9 +147,10 @@ def test_suites():
 
 def _result(value, source="hub", scale=100.0):
     """A stored result as tasks write it: the value in storage units and the task's display scale."""
-    return {"metrics": {"overall": {"value": value}, "accuracy": {"value": value}, "circular_accuracy":
-                        {"value": value}, "f1": {"value": value}}, "dataset": {"source": source},
-            "display_scale": scale}
+    return TaskResult.from_dict({"task": "t", "metrics": {"overall": {"value": value}, "accuracy": {"value": value},
+                                                          "circular_accuracy": {"value": value},
+                                                          "f1": {"value": value}},
+                                 "dataset": {"source": source, "name": "d"}, "display_scale": scale})
 
 
 def test_derived_metrics_on_unigame_table_1():

@@ -103,7 +103,7 @@ def test_testdev_writes_a_submission_for_every_test2015_question(tmp_path):
     task = VQAv2TestDev(data=str(data), test_questions=str(questions))
     res = evaluate(ScriptedModel({"5": "Two dogs.", "6": "YES"}), [task],
                    RunConfig(output=tmp_path / "out", progress=False, use_cache=False))
-    result = res.results["vqav2_testdev"]
+    result = res.results["vqav2_testdev"].to_dict()
     assert result["metrics"]["answered"]["value"] == 2 and result["metrics"]["failed"]["value"] == 1
     assert result["details"]["submission"]["complete"] and result["files"] == [VQAv2TestDev.SUBMISSION]
     entries = json.loads((res.run_dir / "vqav2_testdev" / VQAv2TestDev.SUBMISSION).read_text())

@@ -36,7 +36,7 @@ def _rows(tmp_path, ids):
 
 def test_perfect_double_on_shapes_through_the_engine(shapes, tmp_path):
     model = WorldRenderDouble(wise=build("wise", n=N))
-    res = run_engine(tmp_path, WISE(data=shapes, world_n=N), model).results["wise"]
+    res = run_engine(tmp_path, WISE(data=shapes, world_n=N), model).results["wise"].to_dict()
     m = {k: v["value"] for k, v in res["metrics"].items()}
     assert m["overall"] == pytest.approx(1.0) and m["consistency"] == 2.0 and m["realism"] == 2.0
     assert all(m[c.lower()] == pytest.approx(1.0) for c in scoring.CATEGORIES)

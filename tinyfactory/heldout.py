@@ -47,9 +47,11 @@ def question_type_chance(docs: list[dict], profile: str | None) -> dict[str, dic
 
 
 def summarise(results: dict, chance: dict[str, dict[str, float]]) -> dict:
-    """The figures the targets are about, from the tasks' results.json contents."""
-    vqa = results["vqav2_val"]["metrics"]
-    per_type = results["vqav2_val"]["details"]["per_question_type"]
+    """The figures the targets are about, from the tasks' results ({task: TaskResult})."""
+    def value(task: str, metric: str) -> float:
+        return results[task].metrics[metric].value
+
+    per_type = results["vqav2_val"].details["per_question_type"]
     types = {}
     for qtype, level in sorted(chance.items()):
         if qtype not in per_type:       # a --limit can leave a type out
@@ -58,17 +60,16 @@ def summarise(results: dict, chance: dict[str, dict[str, float]]) -> dict:
         types[qtype] = {"accuracy": round(acc, 3), "chance": round(level["chance"], 3),
                         "guess_score": round(level["guess_score"], 3), "n": per_type[qtype]["n"],
                         "x_chance": round(acc / level["chance"], 2)}
-    pope = results["pope"]["metrics"]
-    ub = results["unified_bench"]["metrics"]
+    pope = results["pope"].metrics
     return {
-        "vqav2": {"accuracy": round(100 * vqa["accuracy"]["value"], 2), "n": vqa["accuracy"]["n"],
+        "vqav2": {"accuracy": round(100 * value("vqav2_val", "accuracy"), 2),
+                  "n": results["vqav2_val"].metrics["accuracy"].n,
                   "question_types": types, "min_x_chance": min(t["x_chance"] for t in types.values())},
-        "pope": {s: {"f1": round(100 * pope[f"{s}_f1"]["value"], 2),
-                     "yes_ratio": round(pope[f"{s}_yes_ratio"]["value"], 3)}
+        "pope": {s: {"f1": round(100 * pope[f"{s}_f1"].value, 2), "yes_ratio": round(pope[f"{s}_yes_ratio"].value, 3)}
                  for s in POPE_SPLITS if f"{s}_f1" in pope},
-        "geneval": {"overall": round(results["geneval"]["metrics"]["overall"]["value"], 3)},
-        "unified_bench": {"overall": round(ub["overall"]["value"], 4),
-                          "mismatched": round(ub["mismatched_overall"]["value"], 4)},
+        "geneval": {"overall": round(value("geneval", "overall"), 3)},
+        "unified_bench": {"overall": round(value("unified_bench", "overall"), 4),
+                          "mismatched": round(value("unified_bench", "mismatched_overall"), 4)},
     }
 
 

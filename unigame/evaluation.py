@@ -30,13 +30,12 @@ def evaluate_model(spec: str, cfg, dist, device: str, output: Path, tags: dict):
 
 
 def summary(result) -> str:
+    """Each task's headline in display units (fractions x100), e.g. "pope 79.42, vqav2_val 77.23"."""
     parts = []
     for task, res in sorted((result.results or {}).items()):
-        metrics = res.get("metrics") or {}
-        head = metrics.get(res.get("headline")) or next(iter(metrics.values()), None)
-        value = head.get("value") if isinstance(head, dict) else head
-        if isinstance(value, (int, float)):
-            parts.append(f"{task} {value:.4g}")
+        value = res.display_value()
+        if value is not None:
+            parts.append(f"{task} {value:.2f}")
     return ", ".join(parts)
 
 

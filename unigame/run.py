@@ -165,7 +165,7 @@ class Evaluator:
         _say(self.dist, f"evaluating {what} on {', '.join(self.cfg.eval_tasks)} into {self.results}")
         res = evaluate_model(spec, self.cfg, self.dist, self.device, self.results, tags)
         self.runs[what] = res
-        computed = sum(r.get("counts", {}).get("computed", 0) for r in (res.results or {}).values())
+        computed = sum(r.counts.computed or 0 for r in (res.results or {}).values())
         _say(self.dist, f"{what}: {summary(res)} ({computed} requests computed, the rest from the cache; "
                         f"{res.run_dir})")
         if self.dist.main:

@@ -21,7 +21,10 @@ from pathlib import Path
 from harness import registry
 from harness.errors import HarnessError
 from harness.integrations.equivalence import LmmsEquivalent, version_tuple
-from harness.store import RunStore, read_json, slug, write_bytes, write_json
+from harness.metrics import Metric
+from harness.results import Counts, Manifest, TaskResult, write_task_result
+from harness.store import RunStore, read_json, slug, write_bytes
+from harness.task import DatasetInfo
 
 STDERR_SUFFIXES = ("_stderr_clustered", "_stderr_clt", "_stderr")
 #: datasets builders a custom task names as dataset_path when its data are local files
@@ -171,20 +174,17 @@ def task_result(data: dict, task: str, model: dict, lmms_info: dict, timing: dic
                                            "lmms_task_hash": (data.get("task_hashes") or {}).get(task)}.items()
                          if v is not None}}
     version = _task_version(data, task)
-    res = {
-        "task": ours, "version": version, "headline": headline, "metrics": metrics,
-        "details": {"lmms_task": task, "lmms_extra": extras or None, "subtasks": subtasks or None,
-                    "higher_is_better": (data.get("higher_is_better") or {}).get(task)},
-        "counts": {"documents": n, "failed": None},
-        "dataset": {k: v for k, v in dataset.items() if v not in (None, {})},
-        "profile": "lmms",
-        "settings": {"generation_kwargs": cfg.get("generation_kwargs"), "num_fewshot": (data.get("n-shot") or {})
-                     .get(task), "output_type": cfg.get("output_type"),
-                     "metric_list": [str(m.get("metric")) for m in cfg.get("metric_list") or []]},
-        "model": model, "runners": {}, "display_scale": 100.0, "timing": timing,
-        "producer": "lmms-eval", "lmms_eval": {**lmms_info, "task": task, "task_version": version},
-        "scoring_notes": eq.notes(task, version_tuple(lmms_info.get("version"))),
-    }
+    res = TaskResult(
+        task=ours, version=version, headline=headline, metrics={k: Metric(**m) for k, m in metrics.items()},
+        details={"lmms_task": task, "lmms_extra": extras or None, "subtasks": subtasks or None,
+                 "higher_is_better": (data.get("higher_is_better") or {}).get(task)},
+        counts=Counts(documents=n), dataset=DatasetInfo.from_dict(dataset), profile="lmms",
+        settings={"generation_kwargs": cfg.get("generation_kwargs"), "num_fewshot": (data.get("n-shot") or {})
+                  .get(task), "output_type": cfg.get("output_type"),
+                  "metric_list": [str(m.get("metric")) for m in cfg.get("metric_list") or []]},
+        model=model, runners={}, display_scale=100.0, timing=timing,
+        producer="lmms-eval", lmms_eval={**lmms_info, "task": task, "task_version": version},
+        scoring_notes=eq.notes(task, version_tuple(lmms_info.get("version"))))
     return ours, res
 
 
@@ -222,21 +222,18 @@ def import_results(path: str | Path, output: str | Path, lmms_version: str | Non
         samples = path.parent / f"{str(data.get('date', '')).replace(':', '-')}_samples_{task}.jsonl"
         if samples.is_file():
             write_bytes(store.task_dir(slug(ours)) / "lmms_samples.jsonl", samples.read_bytes())
-            res["files"] = ["lmms_samples.jsonl"]
+            res.files = ["lmms_samples.jsonl"]
         results[ours] = res
     for ours, res in results.items():
-        write_json(store.task_dir(slug(ours)) / "results.json", res)
+        write_task_result(store.task_dir(slug(ours)) / "results.json", res)
     from harness import __version__
     from harness.store import git_sha, now
 
-    write_json(store.manifest_path, {
-        "run_id": run_id, "status": "complete", "started": started, "finished": finished,
-        "producer": "lmms-eval", "model": model, "tasks": [slug(t) for t in results],
-        "config": {k: v for k, v in config.items() if k != "resolved_cli_args"},
-        "lmms_eval": {**lmms_info, "cli_args": config.get("resolved_cli_args")}, "cli": cli,
-        "imported": {"at": now(), "by": f"harness {__version__}", "git_sha": git_sha()},
-        "tags": {}, "world_size": None,
-    })
+    store.write_manifest(Manifest(
+        run_id=run_id, status="complete", started=started, finished=finished, producer="lmms-eval", model=model,
+        tasks=[slug(t) for t in results], config={k: v for k, v in config.items() if k != "resolved_cli_args"},
+        lmms_eval={**lmms_info, "cli_args": config.get("resolved_cli_args")}, cli=cli,
+        imported={"at": now(), "by": f"harness {__version__}", "git_sha": git_sha()}, tags={}, world_size=None))
     return store.dir
 
 

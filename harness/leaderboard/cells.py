@@ -64,17 +64,18 @@ def lookup(obj, path: str):
     return MISSING if obj is None or isinstance(obj, dict) else obj
 
 
-def resolve(res: dict, key: str):
-    """The value results.json records for a requirement key (a FIELDS name or a dotted path)."""
+def resolve(res, key: str):
+    """The value a TaskResult records for a requirement key (a FIELDS name or a dotted path)."""
+    recorded = res.to_dict()
     paths = FIELDS[key][1] if key in FIELDS else (key,)
     for p in paths:
-        v = lookup(res, p)
+        v = lookup(recorded, p)
         if v is not MISSING:
             return v
     if key == "judge":              # else the identity the judge scorer recorded for itself
-        for target in sorted(res.get("runners") or {}):
+        for target in sorted(res.runners):
             if "judge" in target:
-                r = res["runners"][target]
+                r = res.runners[target]
                 for p in ("model", "fingerprint.model", "name"):
                     if lookup(r, p) is not MISSING:
                         return lookup(r, p)
@@ -85,11 +86,10 @@ def version_key(v) -> tuple:
     return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"[.\-_]", str(v)))
 
 
-def mismatch(res: dict, key: str, expected, newest: str | None = None) -> str | None:
-    """Why `res` cannot fill a cell that requires key=expected (None: it can)."""
+def mismatch(res, key: str, expected, newest: str | None = None) -> str | None:
+    """Why the TaskResult `res` cannot fill a cell that requires key=expected (None: it can)."""
     if key == "full":
-        ds = res.get("dataset") or {}
-        n, total = ds.get("n_evaluated"), ds.get("n_total")
+        n, total = (res.dataset.n_evaluated, res.dataset.n_total) if res.dataset else (None, None)
         if expected and n is not None and total is not None and n < total:
             return f"evaluated {n} of {total} documents (--limit); the table needs the whole set"
         return None
@@ -108,7 +108,7 @@ def mismatch(res: dict, key: str, expected, newest: str | None = None) -> str | 
     return None
 
 
-def check(res: dict, requires: dict, newest: str | None = None) -> str | None:
+def check(res, requires: dict, newest: str | None = None) -> str | None:
     for key in sorted(requires, key=lambda k: (k != "source", k)):      # a world/real clash is named first
         reason = mismatch(res, key, requires[key], newest)
         if reason:
@@ -117,26 +117,26 @@ def check(res: dict, requires: dict, newest: str | None = None) -> str | None:
 
 
 # --- measured cells --------------------------------------------------------------------------------------------
-def from_results(res: dict, col, run_path: str) -> Cell:
-    ds = res.get("dataset") or {}
-    cell = Cell(data=data_label(ds), source=ds.get("source"), version=str(res.get("version")),
-                profile=res.get("profile"), runs=(run_path,), seeds=1, on_board=True)
-    metric = col.metric or res.get("headline")
-    m = (res.get("metrics") or {}).get(metric)
-    if not isinstance(m, dict):
+def from_results(res, col, run_path: str) -> Cell:
+    """A cell from one TaskResult."""
+    cell = Cell(data=data_label(res.dataset), source=res.dataset.source if res.dataset else None,
+                version=str(res.version), profile=res.profile, runs=(run_path,), seeds=1, on_board=True)
+    metric = col.metric or res.headline
+    m = res.metrics.get(metric)
+    if m is None:
         cell.notes.append(f"{col.task} has no metric {metric!r}")
         return cell
-    if m.get("value") is None:
-        failed = (res.get("counts") or {}).get("failed")
+    if m.value is None:
+        failed = res.counts.failed
         cell.notes.append(f"{col.task} {metric} has no value" + (f" ({failed} failed requests)" if failed else ""))
         return cell
-    scale = m.get("scale") or res.get("display_scale") or col.scale or 100.0
+    scale = m.scale or res.display_scale or col.scale or 100.0
     try:
-        cell.value = float(m["value"]) * scale
-        cell.stderr = float(m["stderr"]) * scale if m.get("stderr") is not None else None
+        cell.value = float(m.value) * scale
+        cell.stderr = float(m.stderr) * scale if m.stderr is not None else None
     except (TypeError, ValueError):
         cell.value = cell.stderr = None
-        cell.notes.append(f"{col.task} {metric}: {m['value']!r} is not a number")
+        cell.notes.append(f"{col.task} {metric}: {m.value!r} is not a number")
     return cell
 
 
@@ -160,7 +160,7 @@ def newest_version(rows, col, requires: dict) -> str | None:
     """`version: newest`: the highest task version among results that meet the column's other requirements, so
     numbers from an older prompt or scoring rule are never mixed into the same column."""
     others = {k: v for k, v in requires.items() if k != "version"}
-    versions = {str(r.results[col.task].get("version")) for row in rows for rs in row.seeds.values() for r in rs
+    versions = {str(r.results[col.task].version) for row in rows for rs in row.seeds.values() for r in rs
                 if col.task in r.results and check(r.results[col.task], others) is None}
     return max(versions, key=version_key) if versions else None
 

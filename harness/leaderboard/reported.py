@@ -12,6 +12,7 @@ from pathlib import Path
 from harness.errors import HarnessError
 from harness.leaderboard.cells import FIELDS, Cell, check
 from harness.leaderboard.spec import read_yaml
+from harness.results import TaskResult
 
 UNITS = {"percent": 1.0, "fraction": 100.0}     # -> display units (fractions x100)
 VALUE_KEYS = {"value", "unit", "note"}
@@ -70,13 +71,13 @@ def reported_cell(row: ReportedRow, col, requires: dict) -> Cell | None:
     return cell
 
 
-def _as_results(value: dict, keys) -> dict:
+def _as_results(value: dict, keys) -> TaskResult:
     """A reported value's identity keys placed where results.json would keep them, so one check serves both."""
-    out: dict = {}
+    out: dict = {"task": "reported", "metrics": {}}
     for k in keys:
         path = (FIELDS[k][1][0] if k in FIELDS else k).split(".")
         node = out
         for part in path[:-1]:
             node = node.setdefault(part, {})
         node[path[-1]] = value[k]
-    return out
+    return TaskResult.from_dict(out, "leaderboards/reported.yaml")

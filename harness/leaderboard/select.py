@@ -10,27 +10,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.store import load_run
+from harness.results import Manifest, TaskResult, load_run
 
 
 @dataclass
 class Run:
     path: str                      # "<model-slug>/<run-id>", relative to the results folder
-    manifest: dict
-    results: dict[str, dict]
+    manifest: Manifest
+    results: dict[str, TaskResult]
 
     @property
     def tags(self) -> dict:
-        return self.manifest.get("tags") or {}
+        return self.manifest.tags
 
     @property
     def recency(self) -> tuple:
         m = self.manifest
-        return (float(m.get("finished") or m.get("started") or 0.0), str(m.get("run_id", "")), self.path)
+        return (float(m.finished or m.started or 0.0), m.run_id, self.path)
 
     @property
     def model_label(self) -> str:
-        model = self.manifest.get("model") or {}
+        model = self.manifest.model
         return str(model.get("spec") or model.get("name") or self.path.split("/")[0])
 
 
@@ -55,10 +55,7 @@ def scan(results_dir: str | Path) -> tuple[list[Run], list[str]]:
         except HarnessError as e:
             warnings.append(f"skipped {rel}: {e}")
             continue
-        if not isinstance(m, dict):
-            warnings.append(f"skipped {rel}: manifest.json is not an object")
-            continue
-        runs.append(Run(rel, m, {t: r for t, r in results.items() if isinstance(r, dict)}))
+        runs.append(Run(rel, m, results))
     return runs, warnings
 
 
@@ -79,7 +76,7 @@ def group(runs: list[Run], rule) -> list[RowRuns]:
     rows: dict[tuple, RowRuns] = {}
     by_model = rule.by == ("model",)
     for run in runs:
-        if run.manifest.get("status") not in rule.status:
+        if run.manifest.status not in rule.status:
             continue
         tags = run.tags
         if any(str(tags.get(k)) not in allowed for k, allowed in rule.where.items()):

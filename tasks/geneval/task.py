@@ -15,7 +15,7 @@ from harness.errors import DataError, HarnessError
 from harness.export import first_image
 from harness.metrics import Metric, mean
 from harness.masks import rle_decode
-from harness.task import DatasetInfo, Stage, Task, data_kind, generate, score
+from harness.task import DatasetInfo, MODEL, Stage, Task, data_kind, generate, score, scorer_target
 from harness.types import Response
 from tasks.downloads import cached_file, sha256_file
 
@@ -123,9 +123,10 @@ class GenEval(Task):
 
     # --- requests ---------------------------------------------------------------------------------------------
     def stages(self):
-        stages = [Stage("generate", self._build_generate), Stage("detect", self._build_detect)]
+        stages = [Stage("generate", self._build_generate, uses=(MODEL,)),
+                  Stage("detect", self._build_detect, uses=(scorer_target(self.detector),))]
         if self.classifier:
-            stages.append(Stage("colour", self._build_colour))
+            stages.append(Stage("colour", self._build_colour, uses=(scorer_target(self.classifier),)))
         return stages
 
     def _build_generate(self, doc, out):

@@ -7,7 +7,7 @@ from collections import defaultdict
 
 from harness.errors import DataError
 from harness.metrics import bootstrap
-from harness.task import Stage, Task, score, understand
+from harness.task import MODEL, Stage, Task, score, scorer_target, understand
 from tasks.common import GREEDY, as_int, as_text, bad_row, load_source, text_of
 
 from . import lmms as lmms_mmbench
@@ -115,13 +115,13 @@ class MMBenchEnDev(Task):
     def stages(self):
         answer = Stage("answer", lambda doc, out: [
             understand(self._prompt(p), [p["image"]], ref=str(p["index"]),
-                       max_new_tokens=MAX_NEW_TOKENS[self.profile], **GREEDY) for p in doc["passes"]])
+                       max_new_tokens=MAX_NEW_TOKENS[self.profile], **GREEDY) for p in doc["passes"]], uses=(MODEL,))
         if not self.judge:
             return [answer]
         judge = Stage("judge", lambda doc, out: [
             score("judge", "judge", text=self._judge_prompt(doc["passes"][j], text_of(out["answer"][j])),
                   ref=f"{doc['passes'][j]['index']}:judge")
-            for j in self._judge_targets(doc, out["answer"])])
+            for j in self._judge_targets(doc, out["answer"])], uses=(scorer_target("judge"),))
         return [answer, judge]
 
     def _letter(self, p: dict, text: str | None) -> str | None:

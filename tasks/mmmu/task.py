@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 
 from harness.metrics import mean
-from harness.task import Stage, Task, understand
+from harness.task import MODEL, Stage, Task, understand
 from tasks.common import GREEDY, as_text, bad_row, check_unique, load_source, text_of
 
 from . import lmms as lmms_mmmu
@@ -90,7 +90,7 @@ class MMMUVal(Task):
         def build(doc, out):
             text = scoring.build_prompt(doc["question"], doc["options"], doc["question_type"], self.profile)
             return [understand(text, doc["images"], ref=doc["doc_id"], max_new_tokens=MAX_NEW_TOKENS, **GREEDY)]
-        return [Stage("answer", build)]
+        return [Stage("answer", build, uses=(MODEL,))]
 
     def process(self, doc, outputs):
         text = text_of(outputs["answer"][0])

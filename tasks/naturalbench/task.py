@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from harness.metrics import mean
-from harness.task import Stage, Task, understand
+from harness.task import MODEL, Stage, Task, understand
 from tasks.common import GREEDY, as_int, as_text, bad_row, check_unique, load_source, metric, text_of
 
 from . import lmms as lmms_naturalbench
@@ -75,7 +75,7 @@ class NaturalBench(Task):
                                [doc["images"][j]], ref=f"{doc['index']}:q{i}:i{j}",
                                max_new_tokens=MAX_NEW_TOKENS, **GREEDY)
                     for i, j in scoring.SAMPLE_ORDER]
-        return [Stage("answer", build)]
+        return [Stage("answer", build, uses=(MODEL,))]
 
     def process(self, doc, outputs):
         texts = [text_of(r) for r in outputs["answer"]]

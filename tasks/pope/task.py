@@ -7,7 +7,7 @@ from pathlib import Path
 from harness.data import TABLE_SUFFIXES, content_sha256, load_rows
 from harness.errors import DataError
 from harness.metrics import bootstrap, mean
-from harness.task import DatasetInfo, Stage, Task, understand
+from harness.task import DatasetInfo, MODEL, Stage, Task, understand
 from harness.types import Image
 from tasks.common import GREEDY, as_text, bad_row, is_local_path, load_source, metric, text_of
 
@@ -164,7 +164,7 @@ class POPE(Task):
     def stages(self):
         return [Stage("answer", lambda doc, out: [understand(f"{doc['question'].strip()}\n{SUFFIX}", [doc["image"]],
                                                              ref=doc["doc_id"], max_new_tokens=MAX_NEW_TOKENS,
-                                                             **GREEDY)])]
+                                                             **GREEDY)], uses=(MODEL,))]
 
     def process(self, doc, outputs):
         text = text_of(outputs["answer"][0])

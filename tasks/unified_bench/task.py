@@ -15,7 +15,7 @@ from harness.data import cache_root, content_sha256
 from harness.errors import DataError
 from harness.export import first_image
 from harness.metrics import Metric
-from harness.task import DatasetInfo, Stage, Task, data_kind, generate, score, understand
+from harness.task import DatasetInfo, MODEL, Stage, Task, data_kind, generate, score, scorer_target, understand
 from harness.types import Image
 from tasks.downloads import cached_zip_folder
 
@@ -119,9 +119,10 @@ class UnifiedBench(Task):
     # --- requests ---------------------------------------------------------------------------------------------
     def stages(self):
         return [Stage("caption", lambda doc, out: [understand(scoring.CAPTION_PROMPT, [doc["image"]],
-                                                              ref=doc["doc_id"], **CAPTION_PARAMS)]),
-                Stage("regenerate", self._build_regenerate),
-                Stage("score", self._build_score)]
+                                                              ref=doc["doc_id"], **CAPTION_PARAMS)], uses=(MODEL,)),
+                Stage("regenerate", self._build_regenerate, uses=(MODEL,)),
+                Stage("score", self._build_score,
+                      uses=tuple(scorer_target(BACKBONES[b][0]) for b in self.backbones))]
 
     def _build_regenerate(self, doc, out):
         cap = out["caption"][0]

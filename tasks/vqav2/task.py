@@ -6,7 +6,7 @@ from typing import Any, Mapping
 
 from harness.data import load_rows
 from harness.metrics import mean
-from harness.task import Stage, Task, understand
+from harness.task import MODEL, Stage, Task, understand
 from tasks.common import GREEDY, as_int, as_text, bad_row, check_unique, is_local_path, load_source, text_of
 
 from . import lmms as lmms_vqav2
@@ -87,7 +87,7 @@ class VQAv2Val(Task):
     def stages(self):
         return [Stage("answer", lambda doc, out: [understand(build_prompt(doc["question"]), [doc["image"]],
                                                              ref=doc["doc_id"], max_new_tokens=MAX_NEW_TOKENS,
-                                                             **GREEDY)])]
+                                                             **GREEDY)], uses=(MODEL,))]
 
     def process(self, doc, outputs):
         text = text_of(outputs["answer"][0])

@@ -20,7 +20,7 @@ from harness.data import cache_root
 from harness.errors import DataError
 from harness.export import first_image
 from harness.metrics import Metric, mean
-from harness.task import Stage, Task, data_kind, generate, score
+from harness.task import MODEL, Stage, Task, data_kind, generate, score, scorer_target
 from tasks.common import load_source
 from tasks.downloads import cached_file
 
@@ -139,7 +139,8 @@ class WISE(Task):
 
     # --- requests ---------------------------------------------------------------------------------------------
     def stages(self):
-        return [Stage("generate", self._build_generate), Stage("judge", self._build_judge)]
+        return [Stage("generate", self._build_generate, uses=(MODEL,)),
+                Stage("judge", self._build_judge, uses=(scorer_target(self.judge),))]
 
     def _build_generate(self, doc, out):
         params = {"size": self.size} if self.size else {}
