@@ -109,7 +109,7 @@ def _samples(tr: TaskRun) -> list[dict]:
     return lines
 
 
-def _used_runners(tr: TaskRun, runners: dict[str, Runner]) -> dict[str, dict]:
+def used_runners(tr: TaskRun, runners: dict[str, Runner]) -> dict[str, dict]:
     used = {req.target for per_doc in tr.requests for pairs in per_doc.values() for (req, _k) in pairs}
     return {t: runners[t].describe() for t in sorted(used) if t in runners and t != MODEL}
 
@@ -131,7 +131,7 @@ def _finish_task(tr: TaskRun, runners: dict[str, Runner], model_info: dict, stor
                  world: int) -> TaskResult | None:
     """Write a finished task's files; with several processes, rank 0 merges every rank's shard first."""
     samples = _samples(tr)
-    described = _used_runners(tr, runners)
+    described = used_runners(tr, runners)
     stats = tr.stats.to_dict()
     if world > 1:
         task_dir = store.task_dir(tr.task.name)

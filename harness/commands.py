@@ -174,9 +174,9 @@ def cmd_score(args, argv) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         runs = Executor(pool, NullCache(), ArtifactStore(tmp), progress=False).run([task])
     tr = runs[0]
-    from harness.api import _used_runners
+    from harness.api import used_runners
 
-    res = task_results(task, tr.records, tr.stats.to_dict(), _used_runners(tr, pool.used()),
+    res = task_results(task, tr.records, tr.stats.to_dict(), used_runners(tr, pool.used()),
                        {"spec": model.spec, "fingerprint": model.fingerprint()}, tr.stats.started)
     res.missing_predictions = tr.stats.failed
     print(json.dumps({"task": task.name, "profile": task.profile,

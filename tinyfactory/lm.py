@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from tinyfactory import data
 from harness.models.janus_hooks import JanusHooks
 from tinyfactory.steps import Packer, images_to_tensor, quantise
-from tinyfactory.workers import (_setup, aux_head_for, build, load_ckpt, lr_at, mark_done,
+from tinyfactory.workers import (setup_worker, aux_head_for, build, load_ckpt, lr_at, mark_done,
                                              save_atomic, und_backward, und_chunks)
 
 # phase -> (the checkpoint it starts from, whether it trains generation); each phase saves <phase>.pt
@@ -80,7 +80,7 @@ def all_reduce_grads(params: list[torch.Tensor], world: int) -> None:
 
 def lm_worker(rank: int, world: int, workdir: str, init_file: str, phase: str) -> None:
     workdir = Path(workdir)
-    r, log = _setup(workdir, f"{phase}-{rank}")
+    r, log = setup_worker(workdir, f"{phase}-{rank}")
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     model, processor = build(workdir)
     aux_head = start_from(model, processor, workdir, r, phase)

@@ -117,7 +117,7 @@ def mark_done(workdir: Path, part: str) -> None:
     (workdir / f"{part}.done").write_text(json.dumps({"finished": round(time.time(), 1)}))
 
 
-def _setup(workdir: Path, part: str):
+def setup_worker(workdir: Path, part: str):
     torch.set_num_threads(1)
     from transformers.utils import logging as hf_logging
 
@@ -131,7 +131,7 @@ def _setup(workdir: Path, part: str):
 
 def vq_worker(workdir: str) -> None:
     workdir = Path(workdir)
-    r, log = _setup(workdir, "vq")
+    r, log = setup_worker(workdir, "vq")
     model, _ = build(workdir)
     vq = model.model.vqmodel
     vq.train()     # JanusVQVAE.__init__ puts itself in eval mode (janus.md pitfall 2)
@@ -242,7 +242,7 @@ def vision_worker(workdir: str) -> None:
     from harness.models.janus_decode import image_features
 
     workdir = Path(workdir)
-    r, log = _setup(workdir, "vision")
+    r, log = setup_worker(workdir, "vision")
     model, processor = build(workdir)
     model.train()
     grid = model.config.vision_config.image_size // model.config.vision_config.patch_size

@@ -40,10 +40,10 @@ def make_scorer(name: str, args: dict | None = None) -> Scorer:
 
 
 # --- the embedded world's rule scorers (stand-ins for detector, judge and backbones on --data shapes) ----------
-SCORERS.add("world_detector", "harness.world.scorers:WorldDetector",
+SCORERS.add("world_detector", "harness.scorers.world:WorldDetector",
             "the world's exact scene parser as a GenEval detector, with each object's colour: detect")
-SCORERS.add("world_judge", "harness.world.scorers:WorldJudge",
+SCORERS.add("world_judge", "harness.scorers.world:WorldJudge",
             "the world's WISE rule judge, answering in the legacy judge's text format: judge")
-SCORERS.add("world_scene", "harness.world.scorers:WorldScene",
+SCORERS.add("world_scene", "harness.scorers.world:WorldScene",
             "the world's scene similarity (object-set F1) of two images: compare")
 # --- end of the world's scorers --------------------------------------------------------------------------------

@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 from .grammar import describes_exactly, list_phrase, parse_list, scene_groups
-from .qgen import _absent_classes, pick, sample_question
-from .questions import (EXTREMES, _compile, _rel_target, answer_question, extreme_object, referring, resolve,
+from .qgen import absent_classes, pick, sample_question
+from .questions import (EXTREMES, compile_template, relation_target, answer_question, extreme_object, referring, resolve,
                         robust)
 from .scene import CELLS, COLOR_NAMES, CORNERS, RELATIONS, REL_ANSWER, SHAPES, Scene
 
@@ -31,7 +31,7 @@ MC_TEMPLATES = {
     "present": ("Which of these objects is in the image?",
                 lambda sc, s, opts: _unique(opts, lambda o: bool(sc.select(*reversed(o.split()))))),
     "which_rel": ("Which object is {rel} the {ref}?",
-                  lambda sc, s, opts: _target_index(sc, opts, _rel_target(sc, s))),
+                  lambda sc, s, opts: _target_index(sc, opts, relation_target(sc, s))),
     "which_extreme": ("Which object is the {extreme} one?",
                       lambda sc, s, opts: _target_index(sc, opts, extreme_object(sc, s["extreme"]))),
     "remove": ("If the {ref} were removed, how many objects would remain?",
@@ -41,7 +41,7 @@ MC_TEMPLATES = {
                 lambda sc, s, opts: _unique(opts, lambda o: parse_list(o) is not None
                                             and describes_exactly(sc, parse_list(o)))),
 }
-_MC_PATTERNS = {name: _compile(t[0]) for name, t in MC_TEMPLATES.items()}
+_MC_PATTERNS = {name: compile_template(t[0]) for name, t in MC_TEMPLATES.items()}
 
 
 def answer_choice(question: str, options: list[str], scene: Scene) -> int | None:
@@ -89,7 +89,7 @@ def _object_options(scene: Scene, rng, target, k: int) -> list[str] | None:
         return None
     others = [referring(scene, o, rng) for o in scene.objects if o is not target]
     others = [o for o in others if o and o != right]
-    others += [f"{c} {s}" for c, s in _absent_classes(scene, True)]
+    others += [f"{c} {s}" for c, s in absent_classes(scene, True)]
     uniq = list(dict.fromkeys(others))
     uniq = [uniq[i] for i in rng.permutation(len(uniq))][:k]
     return [right] + uniq if len(uniq) == k else None
@@ -133,7 +133,7 @@ def sample_choice(scene: Scene, rng: np.random.Generator, family: str, n_options
                 slots = {"ref": referring(scene, o, rng), "rel": pick(rng, RELATIONS)}
                 if slots["ref"] is None:
                     continue
-                target = _rel_target(scene, slots)
+                target = relation_target(scene, slots)
                 opts = None if target is None else _object_options(scene, rng, target, k)
             elif family == "which_extreme":
                 slots = {"extreme": pick(rng, EXTREMES)}
@@ -141,7 +141,7 @@ def sample_choice(scene: Scene, rng: np.random.Generator, family: str, n_options
                 opts = None if target is None else _object_options(scene, rng, target, k)
             elif family == "present":
                 o = pick(rng, scene.objects)
-                absent = [f"{c} {s}" for c, s in _absent_classes(scene, True)]
+                absent = [f"{c} {s}" for c, s in absent_classes(scene, True)]
                 picks = [absent[i] for i in rng.permutation(len(absent))[:k]]
                 opts = [f"{o.color} {o.shape}"] + picks if len(picks) == k else None
             elif family == "remove":

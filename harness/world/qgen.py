@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .questions import (BASIC, EXTREMES, HARD, TEMPLATES, _rel_target, all_pairs, describe, extreme_object,
+from .questions import (BASIC, EXTREMES, HARD, TEMPLATES, relation_target, all_pairs, describe, extreme_object,
                         referring, render_question, robust)
 from .scene import COLOR_NAMES, PLURALS, RELATIONS, SHAPES, Scene
 
@@ -16,7 +16,7 @@ def pick(rng: np.random.Generator, seq):
     return seq[int(rng.integers(len(seq)))]
 
 
-def _absent_classes(scene: Scene, distractor: bool) -> list[tuple[str, str]]:
+def absent_classes(scene: Scene, distractor: bool) -> list[tuple[str, str]]:
     present = {(o.color, o.shape) for o in scene.objects}
     out = [(c, s) for c in COLOR_NAMES for s in SHAPES if (c, s) not in present]
     if distractor:
@@ -47,7 +47,7 @@ def _exist(scene, rng):
         o = pick(rng, scene.objects)
         return {"desc": describe(o, pick(rng, [("color", "shape"), ("color", "shape"), ("shape",),
                                                ("size", "color", "shape")]))}
-    c, s = pick(rng, _absent_classes(scene, rng.random() < 0.6))
+    c, s = pick(rng, absent_classes(scene, rng.random() < 0.6))
     return {"desc": f"{c} {s}"}
 
 
@@ -55,7 +55,7 @@ def _any(scene, rng):
     if rng.random() < 0.5:
         o = pick(rng, scene.objects)
         return {"group": pick(rng, [f"{o.color} {PLURALS[o.shape]}", PLURALS[o.shape], f"{o.color} objects"])}
-    c, s = pick(rng, _absent_classes(scene, True))
+    c, s = pick(rng, absent_classes(scene, True))
     colors = {o.color for o in scene.objects}
     shapes = {o.shape for o in scene.objects}
     opts = [f"{c} {PLURALS[s]}"] + ([f"{c} objects"] if c not in colors else [])
@@ -106,7 +106,7 @@ def _rel_target_slots(scene, rng):
     if ref is None:
         return None
     slots = {"ref": ref, "rel": pick(rng, RELATIONS)}
-    return slots if _rel_target(scene, slots) is not None else None
+    return slots if relation_target(scene, slots) is not None else None
 
 
 def _extreme(scene, rng):

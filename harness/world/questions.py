@@ -78,7 +78,7 @@ def _count(scene: Scene, group: str) -> int:
     return sum(matches(o, parse_ref(group)) for o in scene.objects)
 
 
-def _rel_target(scene: Scene, s: dict) -> Obj | None:
+def relation_target(scene: Scene, s: dict) -> Obj | None:
     ref = resolve(scene, s["ref"])
     if ref is None:
         return None
@@ -138,9 +138,9 @@ TEMPLATES: dict[str, tuple[str, str, str, Callable]] = {
     "count_cornered": ("How many objects have corners?", "number", "how many",
                        lambda sc, s: str(sum(CORNERS[o.shape] > 0 for o in sc.objects))),
     "rel_color": ("What color is the object {rel} the {ref}?", "other", "what color is the",
-                  lambda sc, s: _attr(_rel_target(sc, s), "color")),
+                  lambda sc, s: _attr(relation_target(sc, s), "color")),
     "rel_shape": ("What is the shape of the object {rel} the {ref}?", "other", "what is the",
-                  lambda sc, s: _attr(_rel_target(sc, s), "shape")),
+                  lambda sc, s: _attr(relation_target(sc, s), "shape")),
     "extreme_color": ("What color is the {extreme} object?", "other", "what color is the",
                       lambda sc, s: _attr(extreme_object(sc, s["extreme"]), "color")),
     "extreme_shape": ("What is the shape of the {extreme} object?", "other", "what is the",
@@ -154,13 +154,13 @@ HARD = ("count_not", "count_shape_not", "exist_not", "count_or", "corners", "cor
         "rel_color", "rel_shape", "extreme_color", "extreme_shape", "same_color")
 
 
-def _compile(template: str) -> re.Pattern:
+def compile_template(template: str) -> re.Pattern:
     parts = re.split(r"(\{[a-z0-9]+\})", template)
     rx = "".join(f"(?P<{p[1:-1]}>{SLOTS[p[1:-1]]})" if p.startswith("{") else re.escape(p) for p in parts)
     return re.compile(rx, re.IGNORECASE)
 
 
-_PATTERNS = {name: _compile(t[0]) for name, t in TEMPLATES.items()}
+_PATTERNS = {name: compile_template(t[0]) for name, t in TEMPLATES.items()}
 
 
 def match_question(text: str) -> tuple[str, dict] | None:

@@ -10,7 +10,7 @@ import ast
 
 from harness.world.parse import parse_scene
 from harness.world.qgen import pick
-from harness.world.questions import _compile, extreme_object, referring, resolve, robust, stable_relation
+from harness.world.questions import compile_template, extreme_object, referring, resolve, robust, stable_relation
 from harness.world.render import render
 from harness.world.scene import CELLS, COLOR_NAMES, CORNERS, PLURALS, SHAPES, Scene, rng_for, sample_scene
 
@@ -88,7 +88,7 @@ KINDS = {
                     "A program counts the {color} objects in <image 1>. What number does it print?", "open",
                     lambda scs, s: str(scs[0].count(color=s["color"]))),
 }
-_PATTERNS = {k: _compile(v[3]) for k, v in KINDS.items()}
+_PATTERNS = {k: compile_template(v[3]) for k, v in KINDS.items()}
 TEXTS = tuple(v[3] for v in KINDS.values()) + MIX_OPTIONS + tuple(DIRECTIONS.values()) + ("['Diagrams'] []",)
 
 

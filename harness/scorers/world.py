@@ -16,14 +16,13 @@ exactly when the world does.
 """
 from __future__ import annotations
 
-from harness.runner import Scorer
 from harness.masks import rle_encode
+from harness.runner import Scorer
 from harness.types import Request, Response
-
-from . import WORLD_VERSION
-from .judge import judge_text, scene_similarity, wise_judge
-from .parse import parse
-from .scene import SHAPES
+from harness.world import WORLD_VERSION
+from harness.world.judge import judge_text, scene_similarity, wise_judge
+from harness.world.parse import parse
+from harness.world.scene import SHAPES
 
 
 class _WorldScorer(Scorer):
