@@ -91,7 +91,6 @@ class Task:
     #: how lmms-eval names and scores this benchmark (harness.integrations.equivalence.LmmsEquivalent), if it does
     lmms: ClassVar[Any] = None
     #: how lmms-eval names and scores this benchmark (harness.integrations.equivalence.LmmsEquivalent), if it does
-    lmms: ClassVar[Any] = None
 
     def __init__(self, data: str | None = None, profile: str | None = None, limit: int | None = None, **options):
         self.data = data
