@@ -6,6 +6,8 @@
   caption; mode "blank" draws an empty background and captions "nothing". `fail` names refs whose requests fail.
 * `ScriptedDetector`, `ScriptedClassifier`, `ScriptedEmbedder`, `ScriptedDistance`: TEST DOUBLES for the real
   scorers, answering from dicts keyed by request.ref.
+* `CannedJudge`, `SequencedJudge`: TEST DOUBLES for the "judge" scorer (canned replies by ref, or by ref and
+  attempt).
 * `run_task` / `run_engine`: a task through the executor (no results folder) or through harness.api.evaluate.
 """
 from __future__ import annotations
@@ -173,6 +175,21 @@ class CannedJudge(Scorer):
         out = []
         for r in requests:
             text = self.answers.get(r.ref, self.default)
+            out.append(Response(text=text, values={"text": text, "model": self.model}) if text is not None
+                       else Response.failure("judge: HTTP 500"))
+        return out
+
+
+class SequencedJudge(CannedJudge):
+    """TEST DOUBLE for "judge" whose reply depends on the attempt: answers[ref][k - 1] answers attempt k (the
+    request's params["attempt"], 1 when absent); None fails that attempt, a missing attempt repeats the last."""
+
+    def judge(self, requests):
+        self.requests.extend(requests)
+        out = []
+        for r in requests:
+            replies = self.answers.get(r.ref, [self.default])
+            text = replies[min(int(r.params.get("attempt", 1)), len(replies)) - 1]
             out.append(Response(text=text, values={"text": text, "model": self.model}) if text is not None
                        else Response.failure("judge: HTTP 500"))
         return out
