@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 from harness.errors import HarnessError
@@ -129,38 +128,19 @@ def cmd_show(args, argv) -> int:
 
 def cmd_score(args, argv) -> int:
     from harness import registry
-    from harness.api import task_results
-    from harness.artifacts import ArtifactStore
-    from harness.cache import NullCache
-    from harness.executor import Executor, RunnerPool
-    from harness.replay import PredictionsModel
+    from harness.cli import _json_arg
+    from harness.score_mode import model_for, score
     from harness.store import write_json
 
-    cls = registry.TASKS.load(args.task)
-    task = cls(data=args.data, profile=args.profile)
-    model = PredictionsModel.from_file(args.predictions)
-    stages = task.stages()
-    known = set()
-    for doc in task.docs():
-        for req in stages[0].build(doc, {}):
-            known.add(req.ref if req.ref is not None else task.doc_id(doc))
-    unknown = [d for d in model.predictions if d not in known]
-    if unknown:
-        raise HarnessError(f"--predictions {args.predictions}: unknown doc_id {unknown[0]!r} "
-                           f"({len(unknown)} unknown in all); ids must match the dataset given with --data")
-    from harness.scorers import make_scorer
-
-    pool = RunnerPool(lambda: model, lambda name: make_scorer(name))
-    with tempfile.TemporaryDirectory() as tmp:
-        runs = Executor(pool, NullCache(), ArtifactStore(tmp), progress=False).run([task])
-    tr = runs[0]
-    from harness.api import _used_runners
-
-    res = task_results(task, tr.records, tr.stats.to_dict(), _used_runners(tr, pool.used()),
-                       {"spec": model.spec, "fingerprint": model.fingerprint()}, tr.stats.started)
-    res["missing_predictions"] = tr.stats.failed
+    options = _task_args(args.task_args)
+    stray = [t for t in options if t != args.task]
+    if stray:
+        raise HarnessError(f"--task-args names task {stray[0]!r}; score runs only {args.task!r}")
+    task = registry.TASKS.load(args.task)(data=args.data, profile=args.profile, **options.get(args.task, {}))
+    task.score_only = True
+    res = score(task, model_for(task, args.predictions, args.images), _json_arg("--scorer-args", args.scorer_args))
     print(json.dumps({"task": task.name, "profile": task.profile, "metrics": res["metrics"],
-                      "missing_predictions": tr.stats.failed}, indent=2))
+                      "missing_predictions": res["missing_predictions"]}, indent=2))
     if args.output:
         write_json(Path(args.output), res)
     return 0

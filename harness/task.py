@@ -74,6 +74,9 @@ class Task:
     display_scale: ClassVar[float] = 100.0
     #: task options accepted from `--task-args` (name -> one-line help)
     options_help: ClassVar[dict[str, str]] = {}
+    #: set by `score` (harness/score_mode.py): the model's answers are stored ones, so documents need no pixels
+    #: and annotation files without image columns are accepted
+    score_only: bool = False
 
     def __init__(self, data: str | None = None, profile: str | None = None, limit: int | None = None, **options):
         self.data = data
