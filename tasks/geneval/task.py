@@ -128,6 +128,14 @@ class GenEval(Task):
         return path, DatasetInfo("shapes", "geneval", revision=WORLD_VERSION, sha256=sha256_file(path),
                                  extra={"options": {"n": n, "seed": seed}})
 
+    def read_image_folder(self, folder: Path) -> dict[str, Path]:
+        """`score --images`: GenEval's own layout (tasks/geneval/images.py); n_images defaults to the folder's."""
+        from .images import read_folder
+
+        explicit = int(self.options["n_images"]) if "n_images" in self.options else None
+        files, self.n_images = read_folder(folder, self.docs(), explicit)
+        return files
+
     # --- requests ---------------------------------------------------------------------------------------------
     def stages(self):
         stages = [Stage("generate", self._build_generate), Stage("detect", self._build_detect)]

@@ -111,6 +111,12 @@ class WISE(Task):
         except (ValueError, FileNotFoundError) as e:
             raise DataError(str(e)) from None
 
+    def read_image_folder(self, folder: Path) -> dict[str, Path]:
+        """`score --images`: WISE's own layout (gpt_eval.py, vllm_eval.py), one {prompt_id}.png per prompt. A prompt
+        without its file is a failed generation, as in a run (the official scripts skip it; Overall is refused)."""
+        files = {p.name: p for p in folder.iterdir() if p.is_file()}
+        return {d["doc_id"]: files[f"{d['prompt_id']}.png"] for d in self.docs() if f"{d['prompt_id']}.png" in files}
+
     def _verified_default(self):
         from harness.data import content_sha256
         from harness.task import DatasetInfo
