@@ -72,13 +72,33 @@ def cmd_tasks(args, argv) -> int:
     rows = []
     for entry in registry.TASKS.entries():
         cls = registry.TASKS.load(entry.name)
-        rows.append((entry.name, ",".join(cls.data_sources), ",".join(cls.profiles),
-                     ",".join(cls.options_help) or "-", entry.description or cls.description))
+        rows.append((entry.name, _data_forms(cls), ",".join(cls.profiles),
+                     ",".join(cls.options_help) or "-", _with_default_data(cls, entry.description or cls.description)))
     _print_rows(("task", "data", "profiles", "options", "description"), rows)
     if SUITES:
         print()
         _print_rows(("suite", "tasks"), [(k, ",".join(v)) for k, v in SUITES.items()])
     return 0
+
+
+def _data_forms(cls) -> str:
+    """The --data forms a task accepts; its default hub dataset shown pinned (hub@commit) or hub(unpinned)."""
+    hub = getattr(cls, "hub", None)
+    if not isinstance(hub, dict) or "hub" not in cls.data_sources:
+        return ",".join(cls.data_sources)
+    pin = f"@{hub['revision'][:7]}" if hub.get("revision") else "(unpinned)"
+    return ",".join(f"hub{pin}" if s == "hub" else s for s in cls.data_sources)
+
+
+def _with_default_data(cls, description: str) -> str:
+    """The description, plus which snapshot the default hub dataset is pinned to or why it cannot be."""
+    hub = getattr(cls, "hub", None)
+    if not isinstance(hub, dict) or "hub" not in cls.data_sources:
+        return description
+    if hub.get("revision"):
+        return f"{description} [default {hub['repo']}@{hub['revision']}]"
+    return f"{description} [default {hub['repo']} not pinned: {hub.get('unpinned', 'no commit known')}; " \
+           "results record the commit read]"
 
 
 def cmd_models(args, argv) -> int:

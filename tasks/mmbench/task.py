@@ -63,7 +63,9 @@ class MMBenchEnDev(Task):
     profiles = ("official", "lmms")
     headline = "circular_accuracy"
     options_help = {"judge": "send answers no rule can parse to the `judge` scorer (default false)"}
-    hub = {"repo": "lmms-lab/MMBench", "config": "en", "split": "dev", "revision": None}
+    # the head of lmms-lab/MMBench's main branch as the hub's file listing shows it ("Upload dataset", 10 commits)
+    hub = {"repo": "lmms-lab/MMBench", "config": "en", "split": "dev",
+           "revision": "56ba1af8954932c4804bd3f522e05ed96e63b654"}
     world = "mmbench"
     has_answers = True
 

@@ -52,7 +52,9 @@ class MMMUVal(Task):
     description = "MMMU validation: accuracy over 30 subjects (lmms-lab/MMMU, split validation)"
     profiles = ("official", "lmms")
     headline = "accuracy"
-    hub = {"repo": "lmms-lab/MMMU", "config": None, "split": "validation", "revision": None}
+    # the head of lmms-lab/MMMU's main branch as the hub's file listing shows it ("Update README.md", 4 commits)
+    hub = {"repo": "lmms-lab/MMMU", "config": None, "split": "validation",
+           "revision": "364f2e2eb107b36e07ff4c5a15f5947a759cef47"}
     world = "mmmu"
 
     # --- data ---------------------------------------------------------------------------------------------

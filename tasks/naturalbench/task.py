@@ -38,7 +38,8 @@ class NaturalBench(Task):
     description = "NaturalBench: group accuracy G-Acc over 1,900 groups (BaiqiL/NaturalBench, split train)"
     profiles = ("official", "lmms")
     headline = "g_acc"
-    hub = {"repo": "BaiqiL/NaturalBench", "config": None, "split": "train", "revision": None}
+    hub = {"repo": "BaiqiL/NaturalBench", "config": None, "split": "train", "revision": None,
+           "unpinned": "no commit of it could be checked for this release"}
     world = "naturalbench"
 
     # --- data ---------------------------------------------------------------------------------------------

@@ -55,7 +55,9 @@ class VQAv2Val(Task):
     profiles = ("official", "lmms")
     headline = "accuracy"
     options_help = {"image_root": "folder of the COCO images the official questions file names by image_id"}
-    hub = {"repo": "lmms-lab/VQAv2", "config": None, "split": "validation", "revision": None}
+    # the head of lmms-lab/VQAv2's main branch as the hub's file listing shows it ("Update README.md", 138 commits)
+    hub = {"repo": "lmms-lab/VQAv2", "config": None, "split": "validation",
+           "revision": "32665d35052eb4a6d4414851c3c829a72754915a"}
     world = "vqav2"
     #: test splits have no public answers
     has_answers = True
@@ -184,14 +186,17 @@ class VQAv2TestDev(VQAv2Val):
             return [as_int(r["question_id"], str(path), n, "question_id") for n, r in enumerate(rows, 1)], str(path)
         if self.data is not None and (is_local_path(self.data) or self.data.startswith("shapes")):
             return None, "evaluated questions only (no test2015 question list for local or world data)"
-        repo = self.hub["repo"] if self.data is None else self.data[len("hub:"):].partition("@")[0]
+        if self.data is None:
+            repo, revision = self.hub["repo"], self.hub["revision"]
+        else:
+            repo, _, revision = self.data[len("hub:"):].partition("@")
         try:
             from harness.hub import online
 
             online()            # unreachable hub: read the cache only, no retries
             import datasets
 
-            ds = datasets.load_dataset(repo, self.hub["config"], split="test")
+            ds = datasets.load_dataset(repo, self.hub["config"], split="test", revision=revision or None)
             return [int(q) for q in ds.select_columns(["question_id"])["question_id"]], f"{repo} split test"
         except Exception as e:  # offline or missing: keep the answers, say what is incomplete
             return None, f"evaluated questions only ({repo} split test unavailable: {type(e).__name__})"

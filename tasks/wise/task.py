@@ -29,7 +29,8 @@ from tasks.downloads import cached_file
 
 from . import parsing, scoring
 
-HUB = {"repo": "Yuwei-Niu/WISE", "config": None, "split": "test", "revision": None}
+HUB = {"repo": "Yuwei-Niu/WISE", "config": None, "split": "test", "revision": None,
+       "unpinned": "no commit of it could be checked for this release"}
 RAW = f"https://raw.githubusercontent.com/{scoring.UPSTREAM_REPO}/{scoring.UPSTREAM_COMMIT}"
 # WISE-Verified prompt files (data_verified/ at the pinned commit), by sha256
 VERIFIED_FILES = {
@@ -59,6 +60,7 @@ class WISE(Task):
     description = "WISE: world-knowledge text-to-image, WiScore with category weights (legacy GPT-4o judge)"
     profiles = ("legacy", "verified", "lmms")
     headline = "overall"
+    hub = HUB
     options_help = {
         "judge": "judge scorer (default judge; world_judge with --data shapes; e.g. judge_local)",
         "judge_prompt": "judge prompt file: the upstream gpt_eval.py / vllm_eval.py or JSON {system, user}",
@@ -94,7 +96,7 @@ class WISE(Task):
         elif self.protocol == "verified" and self.data is None:
             rows, info = self._verified_default()
         else:
-            rows, info = load_source(self, HUB, "wise", required=scoring.ROW_FIELDS[:5])
+            rows, info = load_source(self, self.hub, "wise", required=scoring.ROW_FIELDS[:5])
         try:
             rows = scoring.validate_prompt_rows([_plain(r) for r in rows], info.name)
         except ValueError as e:
