@@ -16,9 +16,9 @@ import argparse
 import torch
 import torch.nn.functional as F
 
-from harness.models import pretrain_data as data
+from tinyfactory import data
 from harness.models import resolve_model
-from harness.world import build
+from tasks.world import build
 
 
 def last_prompt_states(hooks, images, questions, batch: int = 32) -> torch.Tensor:

@@ -6,7 +6,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from harness import derived as _derived
+from harness import aggregates
 from harness import distributed, registry
 from harness.artifacts import ArtifactStore
 from harness.cache import NullCache, ResponseCache
@@ -14,7 +14,7 @@ from harness.errors import HarnessError
 from harness.executor import Executor, RunnerPool, TaskRun
 from harness.metrics import normalize
 from harness.runner import Runner, UnifiedModel, fingerprint_of
-from harness.store import RunStore, ensure_writable, environment, load_run, now, slug, write_json
+from harness.store import RunStore, ensure_writable, environment, load_run, now, write_json
 from harness.task import Task
 from harness.types import MODEL
 
@@ -49,19 +49,18 @@ class RunResult:
 
 def expand_tasks(names: list[str]) -> list[str]:
     """Task and suite names -> task names (suites expanded, duplicates dropped, order kept)."""
-    from tasks import SUITES
-
     out: list[str] = []
     for name in names:
         name = name.strip()
         if not name:
             continue
-        if name in SUITES:
-            out.extend(SUITES[name])
+        if name in registry.SUITES:
+            out.extend(registry.SUITES.load(name))
         elif name in registry.TASKS:
             out.append(name)
         else:
-            raise HarnessError(registry.unknown_name_message("task", name, [*registry.TASKS.names(), *SUITES]))
+            raise HarnessError(registry.unknown_name_message("task", name, [*registry.TASKS.names(),
+                                                                           *registry.SUITES.names()]))
     return list(dict.fromkeys(out))
 
 
@@ -222,7 +221,7 @@ def evaluate(model, tasks, config: RunConfig | None = None) -> RunResult:
         derived = {}
         if config.rank == 0:
             # over every finished task of this run folder, so a resumed or extended run combines them too
-            derived = _derived.compute(load_run(store.dir)[1])
+            derived = aggregates.compute_run(load_run(store.dir)[1])
             if derived:
                 write_json(store.dir / "derived.json", derived)
     except KeyboardInterrupt:

@@ -2,34 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
 from harness.errors import HarnessError
-
-
-def _json_arg(flag: str, text: str | None) -> dict:
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise HarnessError(f"{flag}: invalid JSON ({e.msg} at column {e.colno}); "
-                           f"example: {flag} '{{\"dtype\": \"bfloat16\"}}'") from None
-    if not isinstance(value, dict):
-        raise HarnessError(f"{flag}: expected a JSON object, got {type(value).__name__}")
-    return value
-
-
-def _tags(items: list[str] | None) -> dict:
-    tags = {}
-    for item in items or []:
-        if "=" not in item:
-            raise HarnessError(f"--tag {item}: expected KEY=VALUE")
-        k, v = item.split("=", 1)
-        tags[k] = v
-    return tags
 
 
 def _common(p: argparse.ArgumentParser) -> None:

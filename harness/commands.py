@@ -7,9 +7,33 @@ from pathlib import Path
 from harness.errors import HarnessError
 
 
+def json_arg(flag: str, text: str | None) -> dict:
+    """A JSON-object flag (--model-args, --scorer-args, --task-args); {} when absent."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise HarnessError(f"{flag}: invalid JSON ({e.msg} at column {e.colno}); "
+                           f"example: {flag} '{{\"dtype\": \"bfloat16\"}}'") from None
+    if not isinstance(value, dict):
+        raise HarnessError(f"{flag}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def parse_tags(items: list[str] | None) -> dict:
+    """--tag KEY=VALUE (repeatable) -> {KEY: VALUE}."""
+    tags = {}
+    for item in items or []:
+        if "=" not in item:
+            raise HarnessError(f"--tag {item}: expected KEY=VALUE")
+        k, v = item.split("=", 1)
+        tags[k] = v
+    return tags
+
+
 def cmd_run(args, argv) -> int:
     from harness.api import RunConfig, evaluate
-    from harness.cli import _json_arg, _tags
     from harness.models import resolve_model
     from harness.report import table
 
@@ -20,7 +44,7 @@ def cmd_run(args, argv) -> int:
     from harness import distributed
 
     dist = distributed.from_env()
-    model_args = _json_arg("--model-args", args.model_args)
+    model_args = json_arg("--model-args", args.model_args)
     if args.device:
         model_args["device"] = args.device
     elif dist.world > 1:
@@ -29,8 +53,8 @@ def cmd_run(args, argv) -> int:
     data = args.data if args.data is not None else getattr(model, "default_data", None)
     config = RunConfig(output=args.output, data=data, limit=args.limit, batch_size=args.batch_size,
                        seed=args.seed, profile=args.profile, use_cache=not args.no_cache,
-                       overwrite=args.overwrite, run_name=args.run_name, tags=_tags(args.tag),
-                       scorer_args=_json_arg("--scorer-args", args.scorer_args),
+                       overwrite=args.overwrite, run_name=args.run_name, tags=parse_tags(args.tag),
+                       scorer_args=json_arg("--scorer-args", args.scorer_args),
                        task_args=_task_args(args.task_args), progress=not args.no_progress,
                        cli=["python", "-m", "harness", *argv], rank=dist.rank, world_size=dist.world)
     result = evaluate(model, args.tasks.split(","), config)
@@ -49,9 +73,7 @@ def cmd_run(args, argv) -> int:
 
 
 def _task_args(text: str | None) -> dict:
-    from harness.cli import _json_arg
-
-    value = _json_arg("--task-args", text)
+    value = json_arg("--task-args", text)
     for task, opts in value.items():
         if not isinstance(opts, dict):
             raise HarnessError(f"--task-args: the value for {task!r} must be an object of options")
@@ -67,7 +89,6 @@ def _rank_device(dist) -> str | None:
 
 def cmd_tasks(args, argv) -> int:
     from harness import registry
-    from tasks import SUITES
 
     rows = []
     for entry in registry.TASKS.entries():
@@ -75,9 +96,11 @@ def cmd_tasks(args, argv) -> int:
         rows.append((entry.name, _data_forms(cls), ",".join(cls.profiles),
                      ",".join(cls.options_help) or "-", _with_default_data(cls, entry.description or cls.description)))
     _print_rows(("task", "data", "profiles", "options", "description"), rows)
-    if SUITES:
+    suites = registry.SUITES.entries()
+    if suites:
         print()
-        _print_rows(("suite", "tasks"), [(k, ",".join(v)) for k, v in SUITES.items()])
+        _print_rows(("suite", "tasks", "description"),
+                    [(e.name, ",".join(registry.SUITES.load(e.name)), e.description) for e in suites])
     return 0
 
 

@@ -10,7 +10,7 @@ import csv
 import hashlib
 import json
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from harness.errors import DataError
 from harness.types import Image, canonical_json
@@ -198,18 +198,20 @@ def cache_root() -> Path:
     return Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "harness"))
 
 
-def world_rows(benchmark: str, image_columns: Sequence[str] = (), **options) -> tuple[list[dict], "DatasetInfo"]:
-    """A world dataset in the benchmark's schema: generated once, stored as parquet, read like any local file.
+def world_rows(benchmark: str, build: Callable[..., list[dict]], image_columns: Sequence[str] = (),
+               **options) -> tuple[list[dict], "DatasetInfo"]:
+    """A world dataset in the benchmark's schema: `build(**options)` (the benchmark's own builder) run once, the
+    rows stored as parquet, read like any local file.
 
     Reading the stored file through `load_rows` means `--data shapes` exercises the same loader as `--data PATH`.
     """
     from harness.task import DatasetInfo
-    from harness.world import WORLD_VERSION, build
+    from harness.world import WORLD_VERSION
 
     tag = hashlib.sha256(canonical_json(options).encode()).hexdigest()[:10]
     path = cache_root() / "world" / WORLD_VERSION / f"{benchmark}-{tag}.parquet"
     if not path.exists():
-        rows = build(benchmark, **options)
+        rows = build(**options)
         write_parquet(path, rows, image_columns)
     rows = load_rows(path, image_columns=image_columns, what="--data shapes")
     info = DatasetInfo("shapes", benchmark, revision=WORLD_VERSION, sha256=content_sha256(rows),
@@ -246,12 +248,14 @@ def write_parquet(path: Path, rows: list[dict], image_columns: Sequence[str] = (
         raise
 
 
-def resolve_rows(data: str | None, *, hub: dict | None, world: str | None, image_columns: Sequence[str] = (),
-                 required: Sequence[str] = (), world_options: dict | None = None) -> tuple[list[dict], "DatasetInfo"]:
+def resolve_rows(data: str | None, *, hub: dict | None, world: tuple[str, Callable] | None,
+                 image_columns: Sequence[str] = (), required: Sequence[str] = (),
+                 world_options: dict | None = None) -> tuple[list[dict], "DatasetInfo"]:
     """Rows and provenance for `--data`: None -> the task's hub dataset, "hub:ORG/NAME[@REV]" -> another hub copy
     in the same schema, "shapes" -> the world, else a local path.
 
-    `hub` = {"repo": id, "config": name or None, "split": name, "revision": commit or None}.
+    `hub` = {"repo": id, "config": name or None, "split": name, "revision": commit or None}; `world` = (dataset
+    name, the benchmark's world builder).
     """
     from harness.task import DatasetInfo, data_kind
 
@@ -264,7 +268,7 @@ def resolve_rows(data: str | None, *, hub: dict | None, world: str | None, image
     if kind == "shapes":
         if world is None:
             raise DataError("this task has no embedded-world dataset; omit --data shapes")
-        return world_rows(world, image_columns, **(world_options or {}))
+        return world_rows(*world, image_columns, **(world_options or {}))
     if kind == "path":
         rows = load_rows(data, image_columns=image_columns, required=required)
         return rows, DatasetInfo("path", str(data), sha256=content_sha256(rows))

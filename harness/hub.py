@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import urllib.error
 import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -44,8 +45,6 @@ def offline_reason() -> str:
 def reachable(url: str) -> bool:
     """Whether the server at url's scheme, host and port answers an HTTP HEAD request (any status) within
     PROBE_TIMEOUT_S, through the proxy the environment names, if any. Asked once per server per process."""
-    import urllib.error
-
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
         return True                         # a local file:// source needs no network

@@ -1,8 +1,11 @@
-"""One generic registry for tasks, models and scorers.
+"""One generic registry for everything the engine finds by name: tasks, models, scorers, suites and aggregates.
 
 Entries are lazy "module:attr" strings with a one-line description, so listing what exists imports nothing heavy
-(no torch). Third-party packages add entries through entry points (groups `harness.tasks`, `harness.models`,
-`harness.scorers`); a Python file passed with `--include` can register eagerly with the `register` decorator.
+(no torch), or small values declared directly (`put`: a suite's task list, an aggregate's declaration). Third-party
+packages add entries through entry points (groups `harness.tasks`, `harness.models`, `harness.scorers`,
+`harness.suites`, `harness.aggregates`); a Python file passed with `--include` can register eagerly with the
+`register` decorator or `put`. The engine imports no task, model or scorer module itself: the built-in ones are
+declared by the packages named below (`tasks`, `harness.models`, `harness.scorers`), imported on first lookup.
 """
 from __future__ import annotations
 
@@ -34,6 +37,10 @@ class Registry:
 
     def add(self, name: str, target: str, description: str = "", origin: str = "builtin") -> None:
         self._entries[name] = Entry(name, target, description, origin)
+
+    def put(self, name: str, obj: Any, description: str = "", origin: str = "builtin") -> None:
+        """Declare a value directly (a suite's task list, an aggregate)."""
+        self._entries[name] = Entry(name, None, description, origin, obj)
 
     def register(self, name: str, description: str = "") -> Callable:
         """Decorator registering an object directly (used by plugin files loaded with --include)."""
@@ -86,7 +93,7 @@ def unknown_name_message(kind: str, name: str, known) -> str:
     close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
     hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     listing = {"task": "python -m harness tasks", "model": "python -m harness models",
-               "scorer": "python -m harness scorers"}.get(kind, "")
+               "scorer": "python -m harness scorers", "suite": "python -m harness tasks"}.get(kind, "")
     see = f" (see `{listing}`)" if listing and not close else ""
     return f"unknown {kind} {name!r}{hint}{see}"
 
@@ -94,6 +101,10 @@ def unknown_name_message(kind: str, name: str, known) -> str:
 TASKS = Registry("task", "harness.tasks", builtins="tasks")
 MODELS = Registry("model", "harness.models", builtins="harness.models")
 SCORERS = Registry("scorer", "harness.scorers", builtins="harness.scorers")
+#: suite name -> tuple of task names
+SUITES = Registry("suite", "harness.suites", builtins="tasks")
+#: cross-task aggregate name -> harness.aggregates.Aggregate (UniGame's Consistency Score, understanding Overall)
+AGGREGATES = Registry("aggregate", "harness.aggregates", builtins="tasks")
 
 
 def include(paths: list[str]) -> None:

@@ -74,6 +74,10 @@ class Task:
     display_scale: ClassVar[float] = 100.0
     #: task options accepted from `--task-args` (name -> one-line help)
     options_help: ClassVar[dict[str, str]] = {}
+    #: how lmms-eval names and scores this benchmark (harness.integrations.equivalence.LmmsEquivalent), if it does
+    lmms: ClassVar[Any] = None
+    #: how lmms-eval names and scores this benchmark (harness.integrations.equivalence.LmmsEquivalent), if it does
+    lmms: ClassVar[Any] = None
     #: set by `score` (harness/score_mode.py): the model's answers are stored ones, so documents need no pixels
     #: and annotation files without image columns are accepted
     score_only: bool = False
@@ -137,6 +141,17 @@ class Task:
     def settings(self) -> dict:
         """What else moves the numbers (prompt template, generation parameters...): recorded in results."""
         return {}
+
+    # --- export -----------------------------------------------------------------------------------------------
+    #: the benchmark's own folder layout for generated images (`python -m harness export`); None: no images
+    export_layout: ClassVar[str | None] = None
+
+    @classmethod
+    def export_images(cls, samples: list[dict], writer) -> None:
+        """Write a finished run's images in `export_layout`: `samples` are the run's samples.jsonl lines; call
+        writer.image(sha256 or None, relative path) per image and writer.text(relative path, content) for any
+        metadata file the layout needs (harness.export.ExportWriter keeps every path inside the folder)."""
+        raise NotImplementedError
 
 
 DATA_FORMS = {"hub": "its hub dataset (omit --data) or another copy (--data hub:ORG/NAME[@REVISION])",

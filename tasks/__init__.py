@@ -1,8 +1,7 @@
-"""Benchmark tasks: one package per benchmark, registered here lazily (importing this imports no task code)."""
-from harness.registry import TASKS
-
-#: suite name -> task names
-SUITES: dict[str, list[str]] = {}
+"""Benchmark tasks: one package per benchmark, registered here lazily (importing this imports no task code), with
+the suites and cross-task aggregates built from them. The engine reaches all of it through harness.registry."""
+from harness.aggregates import Aggregate, Input
+from harness.registry import AGGREGATES, SUITES, TASKS
 
 # --- understanding: answers scored exactly as each benchmark's own code scores them ----------------------------
 TASKS.add("vqav2_val", "tasks.vqav2.task:VQAv2Val", "VQAv2 validation: VQA accuracy (lmms-lab/VQAv2)")
@@ -20,8 +19,9 @@ TASKS.add("mmbench_en_test", "tasks.mmbench.task:MMBenchEnTest", "MMBench-EN tes
 TASKS.add("naturalbench", "tasks.naturalbench.task:NaturalBench", "NaturalBench: group accuracy G-Acc "
           "(BaiqiL/NaturalBench)")
 
-SUITES["understanding"] = ["vqav2_val", "mmmu_val", "pope", "mmbench_en_dev"]
-SUITES["robustness"] = ["naturalbench", "advqa_val"]
+SUITES.put("understanding", ("vqav2_val", "mmmu_val", "pope", "mmbench_en_dev"),
+           "UniGame's understanding tasks; understanding Overall is their plain mean")
+SUITES.put("robustness", ("naturalbench", "advqa_val"), "natural and human-adversarial questions")
 
 # --- generation and consistency: generated images scored by detectors, judges and embedding backbones ----------
 TASKS.add("geneval", "tasks.geneval.task:GenEval", "GenEval: mean of six tag accuracies over 4 images per prompt "
@@ -33,24 +33,24 @@ TASKS.add("unified_bench", "tasks.unified_bench.task:UnifiedBench", "UnifiedBenc
 TASKS.add("unified_bench_uae", "tasks.unified_bench.task:UnifiedBenchUAE", "UnifiedBench Protocol-1 round trip, "
           "UAE's CLIP/LongCLIP/DINOv2/DINOv3, 0-100 (UAE reference images)")
 
-SUITES["generation"] = ["geneval", "wise"]
-SUITES["consistency"] = ["unified_bench", "wise"]
-SUITES["unigame_paper"] = ["vqav2_val", "mmmu_val", "mmbench_en_dev", "pope", "geneval", "wise", "unified_bench",
-                           "naturalbench", "advqa_val"]
-SUITES["all"] = list(SUITES["unigame_paper"])
+UNIGAME_PAPER = ("vqav2_val", "mmmu_val", "mmbench_en_dev", "pope", "geneval", "wise", "unified_bench",
+                 "naturalbench", "advqa_val")
+SUITES.put("generation", ("geneval", "wise"), "text-to-image alignment and world knowledge")
+SUITES.put("consistency", ("unified_bench", "wise"), "the Consistency Score's inputs")
+SUITES.put("unigame_paper", UNIGAME_PAPER, "every task of the UniGame paper")
+SUITES.put("all", UNIGAME_PAPER, "the same as unigame_paper (the default of `run`)")
 
-#: cross-task metrics of one run (computed by harness/derived.py): inputs are (task, metric[, scale]) pairs whose
-#: stored value times scale is passed to fn in order. UnifiedBench is stored on 0-100 and WISE as a fraction, which
-#: is what consistency_score takes; the understanding accuracies are stored as fractions, scaled to percent here.
-DERIVED: list[dict] = [
-    {"name": "consistency_score", "inputs": [("unified_bench", "overall"), ("wise", "overall")],
-     "fn": "tasks.consistency:consistency_score",
-     "description": "UniGame Consistency Score = 0.6 x UnifiedBench + 0.4 x (WISE x 100), 0-100"},
-    {"name": "consistency_score_uae", "inputs": [("unified_bench_uae", "overall"), ("wise", "overall")],
-     "fn": "tasks.consistency:consistency_score",
-     "description": "Consistency Score with UAE's UnifiedBench backbones (CLIP/LongCLIP/DINOv2/DINOv3), 0-100"},
-    {"name": "understanding_overall", "inputs": [("vqav2_val", "accuracy", 100), ("mmmu_val", "accuracy", 100),
-                                                 ("mmbench_en_dev", "circular_accuracy", 100), ("pope", "f1", 100)],
-     "fn": "tasks.consistency:understanding_overall",
-     "description": "UniGame understanding Overall: mean of VQAv2, MMMU, MMBench and POPE in percent"},
-]
+# --- aggregates over several tasks: UniGame's formulas (tasks/consistency.py), in the units each takes ----------
+for _aggregate in (
+    Aggregate("consistency_score", "tasks.consistency:consistency_score",
+              (Input("unified_bench", "unified_bench", "overall"), Input("wise", "wise", "overall", "fraction")),
+              "UniGame Consistency Score = 0.6 x UnifiedBench + 0.4 x (WISE x 100), 0-100"),
+    Aggregate("consistency_score_uae", "tasks.consistency:consistency_score",
+              (Input("unified_bench", "unified_bench_uae", "overall"), Input("wise", "wise", "overall", "fraction")),
+              "Consistency Score with UAE's UnifiedBench backbones (CLIP/LongCLIP/DINOv2/DINOv3), 0-100"),
+    Aggregate("understanding_overall", "tasks.consistency:understanding_overall",
+              (Input("vqav2", "vqav2_val", "accuracy"), Input("mmmu", "mmmu_val", "accuracy"),
+               Input("mmbench", "mmbench_en_dev", "circular_accuracy"), Input("pope", "pope", "f1")),
+              "UniGame understanding Overall: mean of VQAv2, MMMU, MMBench and POPE in percent"),
+):
+    AGGREGATES.put(_aggregate.name, _aggregate, _aggregate.description)

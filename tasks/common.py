@@ -26,8 +26,12 @@ def is_local_path(data: str | None) -> bool:
 
 def load_source(task: Task, hub: dict, world: str, image_columns: Sequence[str] = (),
                 required: Sequence[str] = ()) -> tuple[list[dict], DatasetInfo]:
-    """Rows and provenance for the task's --data (the engine's resolver handles every form)."""
-    return resolve_rows(task.data, hub=hub, world=world, image_columns=image_columns, required=required)
+    """Rows and provenance for the task's --data (the engine's resolver handles every form; `world` names the
+    benchmark's world builder in tasks/world.py)."""
+    from tasks.world import builder
+
+    return resolve_rows(task.data, hub=hub, world=(world, builder(world)), image_columns=image_columns,
+                        required=required)
 
 
 def where(info: DatasetInfo) -> str:

@@ -51,7 +51,8 @@ class WorldRenderDouble(UnifiedModel):
         return PILImage.new("RGB", (self.size, self.size), BACKGROUND)
 
     def _scene_for(self, text: str, seed: int):
-        from harness.world import bench_geneval, bench_wise
+        from tasks.geneval import world as bench_geneval
+        from tasks.wise import world as bench_wise
         from harness.world.scene import Scene
 
         rng = np.random.default_rng(seed)

@@ -11,7 +11,7 @@ import pytest
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("harness", "tasks", "unigame")
+PACKAGES = ("harness", "tasks", "unigame", "tinyfactory")
 
 
 def _declared() -> tuple[set[str], dict[str, set[str]]]:

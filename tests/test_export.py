@@ -7,7 +7,7 @@ from generation_doubles import WorldRenderDouble, run_engine
 from harness.cli import main
 from harness.errors import HarnessError
 from harness.export import export
-from harness.world import build
+from tasks.world import build
 from tasks.geneval.task import GenEval
 from tasks.wise.task import WISE
 from understanding_doubles import shapes, world_cache  # noqa: F401
@@ -51,7 +51,23 @@ def test_wise_layout_and_default_folder(run_dir):
 def test_export_errors(run_dir, capsys):
     with pytest.raises(HarnessError, match="no finished 'unified_bench'"):
         export(run_dir, "unified_bench")
-    with pytest.raises(HarnessError, match="has none"):
+    with pytest.raises(HarnessError, match="has no image layout to export"):
         export(run_dir, "pope")
     assert main(["export", str(run_dir.parent), "--task", "geneval"]) != 0
     assert "error:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("field, value", [("prompt_id", "../../escaped"), ("prompt_id", "/tmp/absolute"),
+                                          ("doc_id", "../outside")])
+def test_names_from_a_tampered_samples_file_stay_inside_the_export_folder(run_dir, tmp_path, field, value):
+    path = run_dir / "wise" / "samples.jsonl"
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    if field == "doc_id":
+        lines[0]["record"].pop("prompt_id")
+    lines[0]["record" if field == "prompt_id" else field] = (
+        {**lines[0]["record"], "prompt_id": value} if field == "prompt_id" else value)
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    out = tmp_path / "deep" / "a" / "export"
+    with pytest.raises(HarnessError, match="would be written outside"):
+        export(run_dir, "wise", out)
+    assert not (tmp_path / "deep" / "escaped.png").exists() and not (tmp_path / "deep" / "a" / "outside.png").exists()

@@ -8,7 +8,7 @@ from PIL import Image as PILImage  # noqa: E402
 from harness.models import resolve_model  # noqa: E402
 from harness.models.janus import JanusAdapter, parse_size  # noqa: E402
 from harness.models.janus_decode import decode_text, generators_for, image_features  # noqa: E402
-from harness.models.tiny_build import save_random_model  # noqa: E402
+from tinyfactory.build import save_random_model  # noqa: E402
 from harness.types import Image, Request  # noqa: E402
 
 VQA = "\nAnswer the question using a single word or phrase."
@@ -62,7 +62,7 @@ def test_understand_is_batched_and_independent_of_batch_composition(model):
 
 def test_left_padding_keeps_answer_tokens(model):
     m, processor = model.load()
-    from harness.models.janus import understanding_prompt
+    from harness.models.janus_prompts import understanding_prompt
 
     texts = ["red", "What color is the circle? What color is the square? How many are there?"]
     images = [_img((220, 40, 40)).pil(), _img((30, 100, 220)).pil()]
@@ -142,7 +142,7 @@ def test_the_engine_runs_tasks_on_janus_and_resumes_without_loading(folder, tmp_
 
 
 def test_prompt_layout_is_janus_with_or_without_a_chat_template(model):
-    from harness.models.janus import generation_prompt, understanding_prompt
+    from harness.models.janus_prompts import generation_prompt, understanding_prompt
 
     _, processor = model.load()
     want = "<|User|>: <image_placeholder>\n<image_placeholder>\nWhat color?\n\n<|Assistant|>:"

@@ -9,7 +9,7 @@ from harness.models import resolve_model  # noqa: E402
 from harness.models.hooks import TrainingHooks  # noqa: E402
 from harness.models.janus_decode import (decode_text, generators_for, sample_image_codes,  # noqa: E402
                                          unconditional_ids)
-from harness.models.tiny_build import save_random_model  # noqa: E402
+from tinyfactory.build import save_random_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ def test_shipped_folder_is_small_and_says_how_it_was_trained():
 
 
 def test_tiny_janus_answers_and_draws(tiny):
-    from harness.world import build
+    from tasks.world import build
     from harness.types import Image, Request
 
     row = build("vqav2", n=1)[0]
@@ -46,7 +46,7 @@ def test_heldout_scores_reproduce_the_record_and_hold_the_targets_it_clears(tmp_
     """Our own tasks on the whole held-out world sets (300 VQA questions, 540 POPE questions, 240 GenEval images,
     100 UnifiedBench round trips), scored by the official rules: the shipped model scores what its training.json
     says, clears the targets it cleared when it shipped, and misses no new one (the README lists the misses)."""
-    from harness.models.tiny_eval import evaluate
+    from tinyfactory.heldout import evaluate
 
     recorded = json.loads((TINY_DIR / "training.json").read_text())["heldout"]
     got = evaluate(str(TINY_DIR), tmp_path / "results")

@@ -7,8 +7,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from harness.models import pretrain_data as data  # noqa: E402
-from harness.models.tiny_build import build_random_model, build_tokenizer  # noqa: E402
+from tinyfactory import data  # noqa: E402
+from tinyfactory.build import build_random_model, build_tokenizer  # noqa: E402
 from conftest import ROOT  # noqa: E402
 
 
@@ -50,14 +50,14 @@ def test_focus_multipliers_shift_the_question_mix_and_unknown_families_are_refus
     assert pope_share(focus) > 2 * pope_share(plain)
     with pytest.raises(ValueError, match="popes"):
         data.family_probabilities({"popes": 2.0})
-    from harness.models.pretrain_tiny import recipe_for
+    from tinyfactory.pretrain import recipe_for
 
     with pytest.raises(SystemExit, match="--set focus_families: unknown question families \\['popes'\\]"):
         recipe_for(False, 0, {"focus_families": {"popes": 2.0}})
 
 
 def test_tokenizer_covers_training_and_benchmark_text():
-    from harness.world import build
+    from tasks.world import build
 
     tok = build_tokenizer(data.vocabulary_words(200))
     texts = data.training_texts(60)
@@ -71,7 +71,7 @@ def test_tokenizer_covers_training_and_benchmark_text():
 def test_packed_segments_compute_exactly_the_single_prompt_loss():
     """Block-masked packing = each (image, question, answer) run on its own, as inference formats it."""
     from harness.models.janus_hooks import JanusHooks
-    from harness.models.pretrain_steps import Packer, understanding_loss
+    from tinyfactory.steps import Packer, understanding_loss
 
     torch.set_num_threads(1)
     model, processor = build_random_model(data.vocabulary_words(50), image_size=64, hidden=64, layers=2,
@@ -87,7 +87,7 @@ def test_packed_segments_compute_exactly_the_single_prompt_loss():
 
 @pytest.mark.slow
 def test_quick_pretraining_lowers_both_losses_and_resumes(tmp_path):
-    cmd = [sys.executable, "-m", "harness.models.pretrain_tiny", "--quick", "--workdir", str(tmp_path / "w"),
+    cmd = [sys.executable, "-m", "tinyfactory.pretrain", "--quick", "--workdir", str(tmp_path / "w"),
            "--out", str(tmp_path / "model")]
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -113,7 +113,7 @@ def test_quick_pretraining_lowers_both_losses_and_resumes(tmp_path):
 
 
 def test_chance_levels_come_from_each_question_family(tmp_path):
-    from harness.models.tiny_eval import question_type_chance
+    from tinyfactory.heldout import question_type_chance
 
     answers = lambda a, b: [a] * 8 + [b] * 2     # noqa: E731  (8 annotators agree, 2 dissent)
     docs = [{"question": "How many squares are there?", "question_type": "how many", "answers": answers(str(k), "9")}

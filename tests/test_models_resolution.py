@@ -12,7 +12,7 @@ from harness.errors import HarnessError, WeightsError  # noqa: E402
 from harness.models import resolve_model  # noqa: E402
 from harness.models.checkpoints import TINY_DIR, file_hash  # noqa: E402
 from harness.models.janus import JanusAdapter  # noqa: E402
-from harness.models.tiny_build import save_random_model  # noqa: E402
+from tinyfactory.build import save_random_model  # noqa: E402
 from conftest import ROOT  # noqa: E402
 
 COMMIT_A = "a" * 40
@@ -220,7 +220,7 @@ def test_a_missing_bundled_model_says_how_to_rebuild_it(tmp_path, monkeypatch):
     gone = tmp_path / "tiny_janus"
     monkeypatch.setattr(checkpoints, "TINY_DIR", gone)
     monkeypatch.setitem(checkpoints.NAMED, "tiny-janus", str(gone))
-    with pytest.raises(WeightsError, match="pretrain_tiny"):
+    with pytest.raises(WeightsError, match="tinyfactory.pretrain"):
         resolve_model("tiny-janus")
     gone.mkdir()
     (gone / "config.json").write_text("{}")

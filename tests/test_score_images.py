@@ -8,10 +8,10 @@ from PIL import Image as PILImage
 
 from generation_doubles import WorldRenderDouble, run_engine
 from harness.cli import main
-from harness.world import build
 from tasks.geneval.task import GenEval
 from tasks.unified_bench.task import UnifiedBench
 from tasks.wise.task import WISE
+from tasks.world import build
 from understanding_doubles import shapes, world_cache  # noqa: F401
 
 N = 8

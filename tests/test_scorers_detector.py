@@ -8,7 +8,7 @@ import torch
 from PIL import Image as PILImage
 
 from harness.scorers.detector import DetectorScorer
-from harness.scorers.masks import mask_to_box, rle_area, rle_decode, rle_encode
+from harness.masks import mask_to_box, rle_area, rle_decode, rle_encode
 from harness.task import score
 
 torch.set_num_threads(1)

@@ -9,9 +9,9 @@ from PIL import Image as PILImage
 from generation_doubles import (ScriptedClassifier, ScriptedDetector, SolidDouble, WorldRenderDouble, run_engine,
                                 run_task)
 from harness.errors import DataError
-from harness.scorers.masks import rle_encode
+from harness.masks import rle_encode
 from harness.types import Response
-from harness.world import build
+from tasks.world import build
 from tasks.geneval import scoring
 from tasks.geneval.task import METADATA_SHA256, GenEval
 from understanding_doubles import shapes, values, world_cache  # noqa: F401

@@ -7,9 +7,9 @@ from PIL import Image as PILImage
 
 from generation_doubles import (ScriptedDistance, ScriptedEmbedder, SolidDouble, WorldRenderDouble, run_engine,
                                 run_task)
-from harness import derived
+from harness import aggregates
 from harness.errors import DataError
-from tasks import DERIVED, SUITES
+from harness.registry import AGGREGATES, SUITES
 from tasks.unified_bench import scoring
 from tasks.unified_bench.task import UnifiedBench, UnifiedBenchUAE
 from understanding_doubles import shapes, values, world_cache  # noqa: F401
@@ -151,31 +151,33 @@ def test_default_source_is_fetched_and_extracted_once(tmp_path, monkeypatch, ref
 
 
 def test_suites():
-    nine = ["vqav2_val", "mmmu_val", "mmbench_en_dev", "pope", "geneval", "wise", "unified_bench", "naturalbench",
-            "advqa_val"]
-    assert SUITES["unigame_paper"] == nine and SUITES["all"] == nine
-    assert SUITES["generation"] == ["geneval", "wise"] and SUITES["consistency"] == ["unified_bench", "wise"]
+    nine = ("vqav2_val", "mmmu_val", "mmbench_en_dev", "pope", "geneval", "wise", "unified_bench", "naturalbench",
+            "advqa_val")
+    assert SUITES.load("unigame_paper") == nine and SUITES.load("all") == nine
+    assert SUITES.load("generation") == ("geneval", "wise")
+    assert SUITES.load("consistency") == ("unified_bench", "wise")
 
 
-def _result(value, source="hub"):
+def _result(value, source="hub", scale=100.0):
+    """A stored result as tasks write it: the value in storage units and the task's display scale."""
     return {"metrics": {"overall": {"value": value}, "accuracy": {"value": value}, "circular_accuracy":
-                        {"value": value}, "f1": {"value": value}}, "dataset": {"source": source}}
+                        {"value": value}, "f1": {"value": value}}, "dataset": {"source": source},
+            "display_scale": scale}
 
 
 def test_derived_metrics_on_unigame_table_1():
-    names = {d["name"] for d in DERIVED}
-    assert {"consistency_score", "understanding_overall"} <= names
-    out = derived.compute({"unified_bench": _result(82.77), "wise": _result(0.35)})
+    assert {"consistency_score", "understanding_overall"} <= set(AGGREGATES.names())
+    out = aggregates.compute_run({"unified_bench": _result(82.77, scale=1.0), "wise": _result(0.35)})
     assert round(out["consistency_score"]["value"], 2) == 63.66 and "consistency_score_uae" not in out
     und = {"vqav2_val": _result(0.782), "mmmu_val": _result(0.410), "mmbench_en_dev": _result(0.792),
            "pope": _result(0.874)}
-    assert derived.compute(und)["understanding_overall"]["value"] == pytest.approx(71.45)
-    mixed = derived.compute({"unified_bench": _result(82.77, "shapes"), "wise": _result(0.35)})
+    assert aggregates.compute_run(und)["understanding_overall"]["value"] == pytest.approx(71.45)
+    mixed = aggregates.compute_run({"unified_bench": _result(82.77, "shapes", 1.0), "wise": _result(0.35)})
     assert mixed["consistency_score"]["value"] is None
 
 
 def test_consistency_suite_on_shapes_writes_the_consistency_score(shapes, tmp_path):
-    from harness.world import build
+    from tasks.world import build
     from tasks.wise.task import WISE
 
     model = WorldRenderDouble(wise=build("wise", n=12))

@@ -7,7 +7,7 @@ import pytest
 
 from generation_doubles import CannedJudge, SequencedJudge, SolidDouble, WorldRenderDouble, run_engine, run_task
 from harness.errors import DataError
-from harness.world import build
+from tasks.world import build
 from tasks.wise import scoring
 from tasks.wise.task import WISE
 from understanding_doubles import shapes, values, world_cache  # noqa: F401

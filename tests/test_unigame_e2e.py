@@ -59,7 +59,7 @@ def test_train_then_evaluate_on_a_random_janus(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not (TINY_DIR / "config.json").is_file(),
-                    reason="harness/models/tiny_janus/ has no weights yet (python -m harness.models.pretrain_tiny)")
+                    reason="harness/models/tiny_janus/ has no weights yet (python -m tinyfactory.pretrain)")
 def test_train_then_evaluate_on_the_bundled_tiny_janus(tmp_path):
     clip = tiny_clip(tmp_path / "clip")
     # the bundled model is the default --model; --data shapes is its default data too
@@ -69,7 +69,7 @@ def test_train_then_evaluate_on_the_bundled_tiny_janus(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not (TINY_DIR / "config.json").is_file(),
-                    reason="harness/models/tiny_janus/ has no weights yet (python -m harness.models.pretrain_tiny)")
+                    reason="harness/models/tiny_janus/ has no weights yet (python -m tinyfactory.pretrain)")
 def test_training_evaluation_shares_the_harness_results_store_and_says_where_everything_went(tmp_path):
     """`harness run` then `unigame train --eval` on the same tasks: the base model's answers come from the cache,
     the summary names the last checkpoint, and the command it prints evaluates that checkpoint from the cache."""

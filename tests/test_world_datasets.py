@@ -9,15 +9,16 @@ import pytest
 from PIL import Image
 
 import harness.world as W
-from harness.world import answer_choice, answer_question, build, parse_scene, tokenize, vocabulary
-from harness.world.bench_geneval import TAG_COUNTS, reference_scene as geneval_scene
-from harness.world.bench_mmmu import solve as solve_mmmu
-from harness.world.bench_naturalbench import solve as solve_nb
-from harness.world.bench_wise import reference_scene as wise_scene
+from harness.world import answer_choice, answer_question, parse_scene, tokenize, vocabulary
 from harness.world.grammar import parse_requirement
 from harness.world.render import render
 from harness.world.scene import rng_for
 from harness.world.questions import stable_relation
+from tasks.geneval.world import TAG_COUNTS, reference_scene as geneval_scene
+from tasks.mmmu.world import solve as solve_mmmu
+from tasks.naturalbench.world import solve as solve_nb
+from tasks.wise.world import reference_scene as wise_scene
+from tasks.world import TEXTS, build, names
 
 SCHEMAS = {
     "vqav2": {"question_type": str, "multiple_choice_answer": str, "answers": list, "image_id": int,
@@ -77,7 +78,7 @@ def _digest(data) -> str:
     return h.hexdigest()
 
 
-@pytest.mark.parametrize("name", W.names())
+@pytest.mark.parametrize("name", names())
 def test_builders_are_deterministic(name):
     small = {"pope": {"n_images": 4}, "unified_bench": {"n": 10}}.get(name, {"n": 12})
     assert _digest(build(name, seed=3, **small)) == _digest(build(name, seed=3, **small))
@@ -86,7 +87,7 @@ def test_builders_are_deterministic(name):
 
 def test_registry():
     assert isinstance(W.WORLD_VERSION, str) and W.WORLD_VERSION
-    assert set(W.names()) == {"vqav2", "advqa", "mmmu", "pope", "mmbench", "naturalbench", "geneval", "wise",
+    assert set(names()) == {"vqav2", "advqa", "mmmu", "pope", "mmbench", "naturalbench", "geneval", "wise",
                               "unified_bench"}
     assert len(build("UnifiedBench", n=3)) == 3
     assert len(build("geneval", n=6, size=64)) == 6  # size is ignored by text-only builders
@@ -274,7 +275,7 @@ def test_unified_bench_reference_images():
 
 
 def test_vocabulary_covers_every_model_facing_text():
-    vocab = set(vocabulary())
+    vocab = set(vocabulary(TEXTS))
     assert vocab == {t.lower() for t in vocab} and "?" in vocab and "<" in vocab
     fields = {"vqav2": ["question", "multiple_choice_answer"], "advqa": ["question", "multiple_choice_answer"],
               "mmmu": ["question", "options", "answer"], "pope": ["question", "answer"],

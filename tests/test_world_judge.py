@@ -5,12 +5,13 @@ from dataclasses import replace
 import pytest
 from PIL import Image, ImageDraw
 
-from harness.world import Obj, Scene, build, render, rng_for, sample_scene
-from harness.world.bench_wise import reference_scene
+from harness.world import Obj, Scene, render, rng_for, sample_scene
 from harness.world.grammar import Requirement, parse_requirement
 from harness.world.judge import judge_text, matches_scene, scene_diff, scene_similarity, wise_judge
 from harness.world.render import Shift
 from harness.world.scene import BACKGROUND, COLORS
+from tasks.wise.world import reference_scene
+from tasks.world import build
 
 WISE_RX = re.compile(r"\*{0,2}(Consistency|Realism|Aesthetic Quality)\*{0,2}\s*[:：]?\s*(\d)", re.IGNORECASE)
 KEYS = {"consistency", "realism", "aesthetic_quality"}

@@ -5,7 +5,7 @@ from PIL import Image as PILImage
 
 from harness.registry import SCORERS
 from harness.scorers import make_scorer
-from harness.scorers.masks import rle_decode
+from harness.masks import rle_decode
 from harness.task import score
 from harness.world import WORLD_VERSION, parse, render
 from harness.world.judge import judge_text, wise_judge

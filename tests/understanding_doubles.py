@@ -146,7 +146,7 @@ def shapes(world_cache, monkeypatch):
 
 def world_available() -> bool:
     try:
-        from harness.world import WORLD_VERSION, build  # noqa: F401
+        from harness.world import WORLD_VERSION  # noqa: F401
     except ImportError:
         return False
     return True

@@ -10,15 +10,12 @@ from pathlib import Path
 
 def tiny_janus(folder: str | Path, seed: int = 1, **config) -> Path:
     """A random Janus folder (32 px, 16 visual tokens unless overridden) whose vocabulary covers the world's."""
-    from harness.models.tiny_build import TEST_WORDS, save_random_model, words_of
+    from tinyfactory.build import TEST_WORDS, save_random_model, words_of
 
-    words = words_of([TEST_WORDS])
-    try:
-        from harness.world.text import vocabulary
+    from harness.world.text import vocabulary
+    from tasks.world import TEXTS
 
-        words |= set(vocabulary())
-    except ImportError:        # the world's vocabulary needs its benchmark builders; test words suffice
-        pass
+    words = words_of([TEST_WORDS]) | set(vocabulary(TEXTS))
     save_random_model(folder, words=words, seed=seed, **config)
     return Path(folder)
 
@@ -28,7 +25,7 @@ def tiny_clip(folder: str | Path, seed: int = 0, image_size: int = 32) -> Path:
     import torch
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
 
-    from harness.models.tiny_build import TEST_WORDS, build_tokenizer, words_of
+    from tinyfactory.build import TEST_WORDS, build_tokenizer, words_of
 
     tok = build_tokenizer(words_of([TEST_WORDS, "a photo of"]))
     config = CLIPConfig(

@@ -9,87 +9,52 @@ it as `<date>_samples_<task>.jsonl`.
 Imported results say where they came from (`producer: "lmms-eval"`, profile "lmms", data source "lmms-eval"), keep
 lmms-eval's metric names, add our metric name where lmms-eval computes the same quantity (so leaderboard columns
 find it), and list the known scoring differences from the official rules (specs/benchmarks.md) in
-`scoring_notes`. Nothing is rescored: the numbers are lmms-eval's.
+`scoring_notes`. What is the same and what differs is declared by each task (`Task.lmms`, an LmmsEquivalent).
+Nothing is rescored: the numbers are lmms-eval's.
 """
 from __future__ import annotations
 
 import datetime
 import hashlib
-import re
 from pathlib import Path
 
+from harness import registry
 from harness.errors import HarnessError
+from harness.integrations.equivalence import LmmsEquivalent, version_tuple
 from harness.store import RunStore, read_json, slug, write_bytes, write_json
 
-#: lmms-eval task -> our task (same benchmark, split and data); anything else keeps its lmms-eval name
-TASK_MAP = {"pope": "pope", "mmmu_val": "mmmu_val", "vqav2_val": "vqav2_val", "mmbench_en_dev": "mmbench_en_dev",
-            "naturalbench": "naturalbench"}
-#: our task -> {our metric: (lmms-eval metric, factor)} where the two compute the same quantity under our "lmms"
-#: profile. POPE is absent on purpose: lmms-eval's pope pools the three splits into one F1, our headline f1 is the
-#: mean of the per-split F1s, so no column may take one for the other.
-SAME_METRIC = {
-    "vqav2_val": {"accuracy": ("exact_match", 1.0)},
-    "mmmu_val": {"accuracy": ("mmmu_acc", 1.0)},
-    "mmbench_en_dev": {"circular_accuracy": ("gpt_eval_score", 0.01)},
-    "naturalbench": {"g_acc": ("naturalbench_G_ACC", 1.0), "q_acc": ("naturalbench_Q_ACC", 1.0),
-                     "i_acc": ("naturalbench_I_ACC", 1.0)},
-}
-#: lmms-eval metrics stored as percentages (everything else it reports for these benchmarks is a fraction)
-PERCENT_METRICS = {"gpt_eval_score"}
 STDERR_SUFFIXES = ("_stderr_clustered", "_stderr_clt", "_stderr")
 #: datasets builders a custom task names as dataset_path when its data are local files
 GENERIC_BUILDERS = {"json", "csv", "parquet", "arrow", "text", "imagefolder", "audiofolder", "webdataset"}
-MMMU_FIX = (0, 7, 3)   # first release checked to carry lmms-eval PR #1471 (issue #1436)
 
 
-def _version_tuple(v: str | None) -> tuple | None:
-    m = re.match(r"^v?(\d+)\.(\d+)(?:\.(\d+))?", str(v or ""))
-    return tuple(int(x or 0) for x in m.groups()) if m else None
+def equivalents() -> list[LmmsEquivalent]:
+    """Every registered task's lmms-eval declaration (`Task.lmms`), once each."""
+    found: dict[int, LmmsEquivalent] = {}
+    for name in registry.TASKS.names():
+        eq = getattr(registry.TASKS.load(name), "lmms", None)
+        if eq is not None:
+            found.setdefault(id(eq), eq)
+    return list(found.values())
 
 
-def scoring_notes(lmms_task: str, version: str | None) -> list[str]:
+def equivalent_of(lmms_task: str, known: list[LmmsEquivalent]) -> LmmsEquivalent | None:
+    """The declaration of the benchmark an lmms-eval task belongs to (longest matching prefix)."""
+    matches = [eq for eq in known if lmms_task.startswith(eq.prefix)]
+    return max(matches, key=lambda eq: len(eq.prefix)) if matches else None
+
+
+def scoring_notes(lmms_task: str, version: str | None, known: list[LmmsEquivalent] | None = None) -> list[str]:
     """Known differences between lmms-eval's scoring of this task and the official rule (specs/benchmarks.md)."""
-    t = lmms_task
-    if t.startswith("pope"):
-        notes = ["POPE: exact match on the lower-cased, stripped answer ('Yes.' scores 0; the official evaluate.py "
-                 "heuristic reads it as yes); yes_ratio is the ground-truth ratio, not the predicted one; answers "
-                 "other than yes/no drop out of precision and recall"]
-        if t in ("pope", "pope_full"):
-            notes.append("POPE: pope pools adversarial, popular and random into one set; our headline f1 is the "
-                         "mean of the per-split F1s, so pope_f1_score is not comparable with it")
-        return notes
-    if t.startswith("mmmu"):
-        notes = ["MMMU: lmms-eval's multiple-choice parser matches '<letter> ' without a leading space ('DNA ' "
-                 "picks A), its random fallback is unseeded and not counted, and options are shown as 'A.' "
-                 "(official '(A)')"]
-        v = _version_tuple(version)
-        if v is None:
-            notes.append("MMMU: lmms-eval version not recorded (pass --lmms-version): releases between PR #724 "
-                         "and PR #1471 score every open question 0 (issue #1436); 0.7.3 has the fix")
-        elif v < MMMU_FIX:
-            notes.append(f"MMMU: lmms-eval {version} may score every open question 0 (issue #1436, fixed by "
-                         "PR #1471, present in 0.7.3)")
-        return notes
-    if t.startswith("vqav2"):
-        return ["VQAv2: lmms-eval always normalises answers (punctuation, number words, articles), also when all "
-                "ten ground-truth answers agree, where the official vqaEval.py does not ('Yes' against 10x'yes' "
-                "scores 1.0 here, 0.0 officially); exact_match holds VQA accuracy"]
-    if t.startswith("mmbench"):
-        return ["MMBench: gpt_eval_score is CircularEval accuracy x100; answers the rules cannot parse go to an "
-                "OpenAI judge (env MODEL_VERSION, default gpt-4o-2024-11-20, not recorded in the results file) "
-                "and then to a seeded random letter among the options plus 'E'; VLMEvalKit uses 'Z'"]
-    if t.startswith("naturalbench"):
-        return ["NaturalBench: lmms-eval declares naturalbench_ACC but emits naturalbench_Acc, so plain Acc is not "
-                "reported (G/Q/I-Acc are); the prompt joins question and suffix with a space (official: none); "
-                "the task needs all 7,600 rows (--limit runs crash)"]
-    return []
+    eq = equivalent_of(lmms_task, equivalents() if known is None else known)
+    return eq.notes(lmms_task, version_tuple(version)) if eq else []
 
 
 def _number(v):
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
-def parse_metrics(entry: dict, n: int | None) -> tuple[dict, dict]:
+def parse_metrics(entry: dict, n: int | None, percent: frozenset = frozenset()) -> tuple[dict, dict]:
     """lmms-eval's flat "<metric>,<filter>" keys -> ({name: {value, stderr, n}}, extras kept in details)."""
     metrics, extras = {}, {}
     for key, raw in entry.items():
@@ -106,7 +71,7 @@ def parse_metrics(entry: dict, n: int | None) -> tuple[dict, dict]:
             extras[label] = raw            # e.g. a submission-file "metric", whose aggregation returns nothing
             continue
         m = {"value": value, "stderr": _number(entry.get(f"{name}_stderr,{filt}")), "n": n}
-        if name in PERCENT_METRICS or abs(value) > 1.0:
+        if name in percent or abs(value) > 1.0:
             m["scale"] = 1.0               # already 0-100 (a fraction never exceeds 1)
         metrics[label] = m
         # lmms-eval's CLT stderr is taken over each sample's "score" field, which for aggregate metrics (F1,
@@ -179,15 +144,17 @@ def _task_version(data: dict, task: str):
     return None if v is None else str(v)
 
 
-def task_result(data: dict, task: str, model: dict, lmms_info: dict, timing: dict) -> tuple[str, dict]:
+def task_result(data: dict, task: str, model: dict, lmms_info: dict, timing: dict,
+                known: list[LmmsEquivalent]) -> tuple[str, dict]:
     entry = data["results"][task]
     cfg = (data.get("configs") or {}).get(task) or {}
     counts = (data.get("n-samples") or {}).get(task) or {}
     n = counts.get("effective")
-    metrics, extras = parse_metrics(entry, n)
-    ours = TASK_MAP.get(task, task)
+    eq = equivalent_of(task, known) or LmmsEquivalent(prefix=task)
+    metrics, extras = parse_metrics(entry, n, eq.percent_metrics)
+    ours = eq.tasks.get(task, task)
     headline = None
-    for our_name, (theirs, factor) in SAME_METRIC.get(ours, {}).items():
+    for our_name, (theirs, factor) in eq.same_metric.get(ours, {}).items():
         if theirs in metrics and metrics[theirs]["value"] is not None:
             m = metrics[theirs]
             metrics[our_name] = {"value": m["value"] * factor, "n": n, "same_as": theirs,
@@ -216,7 +183,7 @@ def task_result(data: dict, task: str, model: dict, lmms_info: dict, timing: dic
                      "metric_list": [str(m.get("metric")) for m in cfg.get("metric_list") or []]},
         "model": model, "runners": {}, "display_scale": 100.0, "timing": timing,
         "producer": "lmms-eval", "lmms_eval": {**lmms_info, "task": task, "task_version": version},
-        "scoring_notes": scoring_notes(task, lmms_info.get("version")),
+        "scoring_notes": eq.notes(task, version_tuple(lmms_info.get("version"))),
     }
     return ours, res
 
@@ -238,7 +205,7 @@ def import_results(path: str | Path, output: str | Path, lmms_version: str | Non
     config = data.get("config") or {}
     model, folder = _model(config, data)
     recorded = data.get("lmms_eval_version")
-    lmms_info = {"version": lmms_version or (recorded if _version_tuple(recorded) else None),
+    lmms_info = {"version": lmms_version or (recorded if version_tuple(recorded) else None),
                  "version_string": recorded, "git_hash": data.get("git_hash"), "results_file": str(path.resolve())}
     started = _started(data)
     wall = _try_float(data.get("total_evaluation_time_seconds"))
@@ -247,8 +214,9 @@ def import_results(path: str | Path, output: str | Path, lmms_version: str | Non
     run_id = f"lmms-{data.get('date') or 'undated'}-{hashlib.sha256(raw).hexdigest()[:8]}"
     store = RunStore(Path(output), folder, run_id)
     results = {}
+    known = equivalents()
     for task in data["results"]:
-        ours, res = task_result(data, task, model, lmms_info, timing)
+        ours, res = task_result(data, task, model, lmms_info, timing, known)
         if ours in results:
             raise HarnessError(f"{path}: two lmms-eval tasks map to our task {ours!r}")
         samples = path.parent / f"{str(data.get('date', '')).replace(':', '-')}_samples_{task}.jsonl"

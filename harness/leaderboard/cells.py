@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from harness.report import data_label
-from tasks.consistency import consistency_score, understanding_overall
+from harness.registry import AGGREGATES
 
 MISSING = object()
 #: requirement key -> (what it is called in a footnote, where results.json keeps it, first found wins)
@@ -196,20 +196,10 @@ def combine(cells: list[Cell | None], n_seeds: int) -> Cell | None:
 
 
 # --- aggregates ------------------------------------------------------------------------------------------------
-def _fraction(v: float) -> float:
-    return v / 100.0
-
-
-#: kind -> (formula, {parameter: conversion from display units}); the formulas live with the tasks
-KINDS = {
-    "understanding_overall": (understanding_overall, {p: float for p in ("vqav2", "mmmu", "mmbench", "pope")}),
-    "consistency_score": (consistency_score, {"unified_bench": float, "wise": _fraction}),
-}
-
-
 def aggregate(col, inputs: dict, labels: dict) -> Cell | None:
-    """One run's (or one reported row's) aggregate from its input cells; the stderr assumes independent inputs."""
-    fn, conv = KINDS[col.kind]
+    """One run's (or one reported row's) aggregate from its input cells (display units); the stderr assumes
+    independent inputs. The formula and the unit of each input are the registered aggregate's."""
+    f = AGGREGATES.load(col.kind).compute
     if all(c is None for c in inputs.values()):
         return None
     missing = [labels[p] for p, c in inputs.items() if c is None or c.value is None]
@@ -218,10 +208,6 @@ def aggregate(col, inputs: dict, labels: dict) -> Cell | None:
     cells = list(inputs.values())
     if len({c.source for c in cells}) > 1:
         return Cell(notes=[f"{col.label}: inputs come from different data sources; not combined"])
-
-    def f(values: dict) -> float:
-        return fn(**{p: conv[p](v) for p, v in values.items()})
-
     x = {p: c.value for p, c in inputs.items()}
     try:
         value = f(x)

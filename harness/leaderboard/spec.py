@@ -25,7 +25,8 @@ from pathlib import Path
 import yaml
 
 from harness.errors import HarnessError
-from harness.leaderboard.cells import FIELDS, KINDS
+from harness.leaderboard.cells import FIELDS
+from harness.registry import AGGREGATES
 
 #: published numbers and shared column definitions live beside the specs but are not boards
 REPORTED_FILE = "reported.yaml"
@@ -128,9 +129,9 @@ def _column(where: str, d, aggregate: bool, shared: dict) -> Column:
     if aggregate:
         if not d.get("id") or not d.get("kind") or not isinstance(d.get("inputs"), dict):
             _fail(where, "an aggregate needs id, kind and inputs {parameter: column id}")
-        params = KINDS.get(d["kind"], (None, None))[1]
-        if params is None:
-            _fail(where, f"unknown aggregate kind {d['kind']!r} (known: {', '.join(KINDS)})")
+        if d["kind"] not in AGGREGATES:
+            _fail(where, f"unknown aggregate kind {d['kind']!r} (known: {', '.join(AGGREGATES.names())})")
+        params = AGGREGATES.load(d["kind"]).params
         if set(d["inputs"]) != set(params):
             _fail(where, f"aggregate {d['kind']} takes inputs {', '.join(params)}")
         return Column(id=str(d["id"]), task=None, metric=None, label=str(d.get("label", d["id"])),

@@ -130,12 +130,12 @@ def locate(spec: str, revision: str | None = None, download: bool = False, _nest
         missing = missing_files(path)
         if missing:
             where = "the bundled tiny model" if path == TINY_DIR else f"model folder {path}"
-            hint = (" (run `python -m harness.models.pretrain_tiny` to rebuild it)" if path == TINY_DIR else "")
+            hint = (" (run `python -m tinyfactory.pretrain` to rebuild it)" if path == TINY_DIR else "")
             raise WeightsError(f"{where} is missing {', '.join(missing)}; a Janus folder needs {NEEDED}{hint}")
         return Source(spec, path, "local")
     if spec in NAMED and NAMED[spec] == str(TINY_DIR):
         raise WeightsError(f"the bundled tiny model is missing (expected {TINY_DIR} with {NEEDED}); reinstall the "
-                           "package or run `python -m harness.models.pretrain_tiny`")
+                           "package or run `python -m tinyfactory.pretrain`")
     if HUB_ID.match(target):
         found = hub_snapshot(target, revision)
         if found is None and download:

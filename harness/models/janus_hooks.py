@@ -17,9 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from harness.models.hooks import GenerationBatch, UnderstandingBatch
-from harness.models.janus_decode import (image_features, merge_visual, positions, resize_pixels,
-                                         unconditional_ids)
-from harness.models.janus import generation_prompt, understanding_prompt
+from harness.models.janus_decode import image_features, merge_visual, positions, resize_pixels, unconditional_ids
+from harness.models.janus_prompts import generation_prompt, understanding_prompt
 
 LORA_PROJECTIONS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
                     "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")

@@ -23,7 +23,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from harness.scorers.base import ModelScorer, one_image
-from harness.scorers.masks import mask_to_box, rle_encode
+from harness.masks import mask_to_box, rle_encode
 from harness.types import Request, Response
 
 DEVIATION = ("transformers Mask2Former (facebook/mask2former-swin-small-coco-instance) in place of GenEval's "

@@ -17,7 +17,7 @@ exactly when the world does.
 from __future__ import annotations
 
 from harness.runner import Scorer
-from harness.scorers.masks import rle_encode
+from harness.masks import rle_encode
 from harness.types import Request, Response
 
 from . import WORLD_VERSION

@@ -3,7 +3,7 @@ stream of training examples (image + captions + prompts + questions) drawn from 
 from __future__ import annotations
 
 import re
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -89,13 +89,13 @@ def _template_words(template: str) -> list[str]:
     return tokenize(re.sub(r"\{[a-z0-9]+\}", " ", template))
 
 
-def vocabulary() -> list[str]:
-    """Every token the world can emit in captions, prompts, questions, options, answers and explanations,
-    plus the benchmark instructions; sorted, for building a word-level tokenizer."""
+def vocabulary(extra_texts: Iterable[str] = ()) -> list[str]:
+    """Every token the world can emit in captions, prompts, questions, options, answers and explanations, plus
+    the benchmark instructions and `extra_texts` (the literal text of the benchmark builders that use the world,
+    tasks.world.TEXTS); sorted, for building a word-level tokenizer."""
     from . import choices, knowledge
-    from .bench import TEXTS as BENCH_TEXTS
     words: set[str] = set()
-    texts = list(INSTRUCTIONS) + [CAPTION_WORDS] + list(BENCH_TEXTS)
+    texts = list(INSTRUCTIONS) + [CAPTION_WORDS] + list(extra_texts)
     texts += [t[0] for t in TEMPLATES.values()] + [t[0] for t in choices.MC_TEMPLATES.values()]
     texts += [" ".join(f[3:4]) + " " + f[5] for f in knowledge.FACTS]
     texts += [c[0] for c in knowledge.CATEGORIES.values()] + [f[1] for f in knowledge.FACTS]

@@ -11,9 +11,10 @@ import json
 import math
 from pathlib import Path
 
-from harness.errors import DataError
+from harness.errors import DataError, HarnessError
+from harness.export import first_image
 from harness.metrics import Metric, mean
-from harness.scorers.masks import rle_decode
+from harness.masks import rle_decode
 from harness.task import DatasetInfo, Stage, Task, data_kind, generate, score
 from harness.types import Response
 from tasks.downloads import cached_file, sha256_file
@@ -117,14 +118,16 @@ class GenEval(Task):
     def _world_file(self) -> tuple[Path, DatasetInfo]:
         """The world's metadata written once as evaluation_metadata.jsonl and read by the same loader as PATH."""
         from harness.data import cache_root
-        from harness.world import WORLD_VERSION, build
+        from harness.world import WORLD_VERSION
+
+        from .world import build_geneval
 
         n, seed = int(self.options.get("world_n", 60)), int(self.options.get("world_seed", 0))
         path = cache_root() / "world" / WORLD_VERSION / f"geneval-n{n}-s{seed}" / "evaluation_metadata.jsonl"
         if not path.is_file():
             from harness.store import write_text
 
-            write_text(path, "".join(json.dumps(r) + "\n" for r in build("geneval", n=n, seed=seed)))
+            write_text(path, "".join(json.dumps(r) + "\n" for r in build_geneval(n=n, seed=seed)))
         return path, DatasetInfo("shapes", "geneval", revision=WORLD_VERSION, sha256=sha256_file(path),
                                  extra={"options": {"n": n, "seed": seed}})
 
@@ -247,6 +250,22 @@ class GenEval(Task):
                 "deviation": WORLD_DEVIATION if self.detector == "world_detector" else REAL_DEVIATION,
                 "source_commit": f"{REPO}@{COMMIT}"}
 
+    export_layout = "geneval"
+
+    @classmethod
+    def export_images(cls, samples, writer):
+        """GenEval's evaluate_images.py layout: <00000>/metadata.jsonl (that prompt's line) and samples/0000.png...
+        in sample order. A failed sample has no file (the official script then scores fewer images)."""
+        for line in samples:
+            record = line.get("record") or {}
+            if "metadata" not in record or "index" not in record:
+                raise HarnessError(f"samples.jsonl: document {line.get('doc_id')!r} has no GenEval metadata in its "
+                                   "record")
+            folder = f"{int(record['index']):05d}"
+            writer.text(f"{folder}/metadata.jsonl", json.dumps(record["metadata"]) + "\n")
+            for entry in (line.get("requests") or {}).get("generate") or []:
+                writer.image(first_image(entry), f"{folder}/samples/{_sample_of(entry):04d}.png")
+
 
 def _non_negative(value, option: str) -> float:
     """A --task-args number: a real >= 0 (GenEval reads its --options as floats)."""
@@ -305,3 +324,12 @@ def _colour_jobs(doc, out) -> list[tuple]:
                     seen.add((k, clause["class"], d.index))
                     jobs.append((k, clause["class"], d.index, d.source))
     return jobs
+
+
+def _sample_of(entry: dict) -> int:
+    """The sample index, from the request's ref "<doc>/<k>" (samples.jsonl keeps requests, not sample numbers)."""
+    ref = str(entry.get("ref", ""))
+    tail = ref.rsplit("/", 1)[-1]
+    if not tail.isdigit():
+        raise HarnessError(f"samples.jsonl: a generate request has no sample number in its ref {ref!r}")
+    return int(tail)

@@ -13,6 +13,7 @@ from harness.metrics import bootstrap
 from harness.task import DatasetInfo, Stage, Task, score, understand
 from tasks.common import GREEDY, as_int, as_text, bad_row, is_local_path, load_source, text_of
 
+from . import lmms as lmms_mmbench
 from . import scoring
 
 PROMPT_IDS = {"official": "mmbench-vlmevalkit-v1", "lmms": "mmbench-lmms-v1"}
@@ -57,6 +58,7 @@ class MMBenchEnDev(Task):
     counted. circular_accuracy is a fraction (lmms-eval prints x100).
     """
 
+    lmms = lmms_mmbench.EQUIVALENT
     name = "mmbench_en_dev"
     version = "1"
     description = "MMBench-EN dev: CircularEval accuracy (lmms-lab/MMBench, config en, split dev)"

@@ -11,6 +11,7 @@ from harness.metrics import mean
 from harness.task import DatasetInfo, Stage, Task, understand
 from tasks.common import GREEDY, as_text, bad_row, check_unique, is_local_path, load_source, text_of
 
+from . import lmms as lmms_mmmu
 from . import scoring
 
 IMAGE_COLUMNS = tuple(f"image_{k}" for k in range(1, 8))
@@ -47,6 +48,7 @@ class MMMUVal(Task):
     accuracy are instance-weighted (micro); the official report rounds to 3 decimals (details.rounded).
     """
 
+    lmms = lmms_mmmu.EQUIVALENT
     name = "mmmu_val"
     version = "1"
     description = "MMMU validation: accuracy over 30 subjects (lmms-lab/MMMU, split validation)"

@@ -5,6 +5,7 @@ from harness.metrics import mean
 from harness.task import Stage, Task, understand
 from tasks.common import GREEDY, as_int, as_text, bad_row, check_unique, load_source, metric, text_of
 
+from . import lmms as lmms_naturalbench
 from . import scoring
 
 PROMPT_IDS = {"official": "naturalbench-official-nosep-v1", "lmms": "naturalbench-lmms-space-v1"}
@@ -33,6 +34,7 @@ class NaturalBench(Task):
     counted. All four metrics are means over groups (g_acc of 0/1, acc of k/4, q_acc and i_acc of k/2).
     """
 
+    lmms = lmms_naturalbench.EQUIVALENT
     name = "naturalbench"
     version = "1"
     description = "NaturalBench: group accuracy G-Acc over 1,900 groups (BaiqiL/NaturalBench, split train)"

@@ -11,6 +11,7 @@ from harness.task import DatasetInfo, Stage, Task, understand
 from harness.types import Image
 from tasks.common import GREEDY, as_text, bad_row, is_local_path, load_source, metric, text_of
 
+from . import lmms as lmms_pope
 from . import scoring
 
 SUFFIX = "Answer the question using a single word or phrase."
@@ -67,6 +68,7 @@ class POPE(Task):
     zero for is None. A failed request counts as the wrong answer (the opposite of the label) and is counted.
     """
 
+    lmms = lmms_pope.EQUIVALENT
     name = "pope"
     version = "1"
     description = "POPE: mean F1 over adversarial/popular/random (lmms-lab/POPE, split test)"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from harness.data import cache_root, content_sha256
 from harness.errors import DataError
+from harness.export import first_image
 from harness.metrics import Metric
 from harness.task import DatasetInfo, Stage, Task, data_kind, generate, score, understand
 from harness.types import Image
@@ -98,15 +99,18 @@ class UnifiedBench(Task):
 
     def _world_folder(self):
         """The world's reference images written once as PNG files, then read like `--data DIR`."""
-        from harness.store import write_bytes
-        from harness.world import WORLD_VERSION, build
         import io
+
+        from harness.store import write_bytes
+        from harness.world import WORLD_VERSION
+
+        from .world import build_unified_bench
 
         opts = {"n": int(self.options.get("world_n", 100)), "seed": int(self.options.get("world_seed", 0)),
                 "size": int(self.options.get("world_size", 64))}
         folder = cache_root() / "world" / WORLD_VERSION / "unified_bench-n{n}-s{seed}-{size}".format(**opts)
         if not (folder / "complete").exists():
-            for fname, pil in build("unified_bench", **opts):
+            for fname, pil in build_unified_bench(**opts):
                 buf = io.BytesIO()
                 pil.save(buf, format="PNG")
                 write_bytes(folder / fname, buf.getvalue())
@@ -278,6 +282,17 @@ class UnifiedBench(Task):
                 "mismatched_control": self.mismatched,
                 **({"reconstructions": "read from an image folder (score --images); no captions"}
                    if self.from_folder else {})}
+
+    export_layout = "unified_bench"
+
+    @classmethod
+    def export_images(cls, samples, writer):
+        """Reconstructions as <out>/{reference stem}.png, paired with the references by stem as UAE's
+        Score_i2i.py pairs them."""
+        for line in samples:
+            entries = (line.get("requests") or {}).get("regenerate") or []
+            name = Path(str((line.get("record") or {}).get("name", line["doc_id"]))).stem
+            writer.image(first_image(entries[0]) if entries else None, f"{name}.png")
 
 
 class UnifiedBenchUAE(UnifiedBench):

@@ -10,6 +10,7 @@ from harness.metrics import mean
 from harness.task import Stage, Task, understand
 from tasks.common import GREEDY, as_int, as_text, bad_row, check_unique, is_local_path, load_source, text_of
 
+from . import lmms as lmms_vqav2
 from . import scoring
 
 SUFFIX = "Answer the question using a single word or phrase."
@@ -49,6 +50,7 @@ class VQAv2Val(Task):
     round(100*acc, 2): details.percent).
     """
 
+    lmms = lmms_vqav2.EQUIVALENT
     name = "vqav2_val"
     version = "1"
     description = "VQAv2 validation: VQA accuracy (lmms-lab/VQAv2, split validation)"

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from harness.data import cache_root
 from harness.errors import DataError
+from harness.export import first_image
 from harness.metrics import Metric, mean
 from harness.task import Stage, Task, data_kind, generate, score
 from tasks.common import load_source
@@ -86,7 +87,9 @@ class WISE(Task):
             opts = {"n": int(self.options.get("world_n", 50)), "seed": int(self.options.get("world_seed", 0))}
             from harness.data import world_rows
 
-            rows, info = world_rows("wise", **opts)
+            from .world import build_wise
+
+            rows, info = world_rows("wise", build_wise, **opts)
         elif data_kind(self.data) == "path" and not str(self.data).startswith("hub:"):
             from harness.data import content_sha256
             from harness.task import DatasetInfo
@@ -296,6 +299,16 @@ class WISE(Task):
                 "image_size": self.size or "model default", "images_per_prompt": 1,
                 "failures": "scored 0, Overall renormalised (lmms-eval)" if self.profile == "lmms"
                 else "skipped; Overall refused when any prompt or category is missing (official)"}
+
+    export_layout = "wise"
+
+    @classmethod
+    def export_images(cls, samples, writer):
+        """WISE's gpt_eval.py layout: <out>/{prompt_id}.png."""
+        for line in samples:
+            entries = (line.get("requests") or {}).get("generate") or []
+            name = str((line.get("record") or {}).get("prompt_id", line["doc_id"]))
+            writer.image(first_image(entries[0]) if entries else None, f"{name}.png")
 
     def _judge_model(self) -> str | None:
         """The snapshot the judge reported answering with (aggregate collects it); None leaves the leaderboard to

@@ -1,21 +1,15 @@
-"""WISE and UnifiedBench in the world.
-
-WISE (Yuwei-Niu/WISE schema): knowledge prompts in WISE's six categories and shares. Category strings are the
+"""WISE in the world (Yuwei-Niu/WISE schema): knowledge prompts in WISE's six categories and shares. Category strings are the
 ones WISE's data files use ("Cultural knowledge", "time", "Space", "Biology", "Physical Knowledge", "Chemistry")
 and prompt ids start at each category's first id in WISE (1, 401, 568, 701, 801, 901), so id-range based
 category grouping works unchanged. The Explanation ends with "Expected: ... ." for the rule judge.
-
-UnifiedBench: reference images named "0.png".."99.png".
 """
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image
 
-from .grammar import parse_requirement
-from .knowledge import CATEGORIES, category_counts, make_item, requirement_scene
-from .render import render
-from .scene import Scene, rng_for, sample_scene
+from harness.world.grammar import parse_requirement
+from harness.world.knowledge import CATEGORIES, category_counts, make_item, requirement_scene
+from harness.world.scene import Scene, rng_for
 
 WISE_COLUMNS = ("Prompt", "Explanation", "Category", "Subcategory", "prompt_id", "Hint")
 
@@ -47,8 +41,3 @@ def reference_scene(row: dict, rng: np.random.Generator) -> Scene:
     if req is None:
         raise ValueError("row has no 'Expected:' requirement")
     return requirement_scene(req, rng)
-
-
-def build_unified_bench(n: int = 100, seed: int = 0, size: int = 64) -> list[tuple[str, Image.Image]]:
-    """``n`` reference images as (filename, PIL image) pairs, "0.png" .. f"{n-1}.png"."""
-    return [(f"{i}.png", render(sample_scene(rng_for("eval", "unified_bench", seed, i)), size)) for i in range(n)]

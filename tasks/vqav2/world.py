@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .grammar import NUM_WORDS
-from .qgen import pick, sample_question, sample_questions
-from .questions import BASIC
-from .render import render
-from .scene import CELLS, COLOR_NAMES, SHAPES, rng_for, sample_scene
+from harness.world.grammar import NUM_WORDS
+from harness.world.qgen import pick, sample_question, sample_questions
+from harness.world.questions import BASIC
+from harness.world.render import render
+from harness.world.scene import CELLS, COLOR_NAMES, SHAPES, rng_for, sample_scene
 
 VQA_COLUMNS = ("question_type", "multiple_choice_answer", "answers", "image_id", "answer_type", "question_id",
                "question", "image")

@@ -1,4 +1,4 @@
-"""The LM phases of `pretrain_tiny`, each on two data-parallel ranks (one process, one thread each).
+"""The LM phases of `tinyfactory.pretrain`, each on two data-parallel ranks (one process, one thread each).
 
 * "und": understanding on packed prompts, starting from the pretrained encoder (`vision.pt`), with the auxiliary
   per-patch head kept on;
@@ -23,10 +23,10 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from harness.models import pretrain_data as data
+from tinyfactory import data
 from harness.models.janus_hooks import JanusHooks
-from harness.models.pretrain_steps import Packer, images_to_tensor, quantise
-from harness.models.pretrain_workers import (_setup, aux_head_for, build, load_ckpt, lr_at, mark_done,
+from tinyfactory.steps import Packer, images_to_tensor, quantise
+from tinyfactory.workers import (_setup, aux_head_for, build, load_ckpt, lr_at, mark_done,
                                              save_atomic, und_backward, und_chunks)
 
 # phase -> (the checkpoint it starts from, whether it trains generation); each phase saves <phase>.pt

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .choices import answer_choice
-from .qgen import pick
-from .questions import answer_question, referring, robust, stable_relation
-from .render import render
-from .scene import BORDER, COLOR_NAMES, GRID, PLURALS, SHAPES, SIZES, Obj, Scene, fits, rng_for, sample_scene
+from harness.world.choices import answer_choice
+from harness.world.qgen import pick
+from harness.world.questions import answer_question, referring, robust, stable_relation
+from harness.world.render import render
+from harness.world.scene import BORDER, COLOR_NAMES, GRID, PLURALS, SHAPES, SIZES, Obj, Scene, fits, rng_for, sample_scene
 
 NB_COLUMNS = ("Index", "Image_0", "Image_1", "Question_0", "Image_0_Question_0", "Image_1_Question_0", "Question_1",
               "Image_0_Question_1", "Image_1_Question_1", "Question_Type", "Source")
@@ -88,7 +88,7 @@ def _group(kind: str, scene: Scene, rng):
 
 def solve(question: str, image, question_type: str) -> str | None:
     """"Yes"/"No" or "A"/"B" for a world NaturalBench question on ``image`` (parsed)."""
-    from .parse import parse_scene
+    from harness.world.parse import parse_scene
     scene = parse_scene(image)
     if question_type == "yes_no":
         ans = answer_question(question, scene)

@@ -6,10 +6,10 @@ L2 names.
 """
 from __future__ import annotations
 
-from .choices import sample_choice
-from .qgen import pick
-from .render import render
-from .scene import rng_for, sample_scene
+from harness.world.choices import sample_choice
+from harness.world.qgen import pick
+from harness.world.render import render
+from harness.world.scene import rng_for, sample_scene
 
 MMBENCH_COLUMNS = ("index", "question", "hint", "answer", "A", "B", "C", "D", "category", "L2-category", "image",
                    "source", "comment", "split")

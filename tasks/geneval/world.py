@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .grammar import number_word
-from .questions import stable_relation
-from .scene import COLOR_NAMES, PLURALS, RELATIONS, SHAPES, Scene, rng_for, sample_until
+from harness.world.grammar import number_word
+from harness.world.questions import stable_relation
+from harness.world.scene import COLOR_NAMES, PLURALS, RELATIONS, SHAPES, Scene, rng_for, sample_until
 
 # tag -> number of prompts in GenEval's 553 (evaluation_metadata.jsonl)
 TAG_COUNTS = {"single_object": 80, "two_object": 99, "counting": 80, "colors": 94, "position": 100,

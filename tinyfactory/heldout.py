@@ -3,7 +3,7 @@
 The world's evaluation data are generated from a different random stream than the pretraining data, so these are
 held-out scores, computed by the same task code and official scoring rules as any evaluation run.
 
-    python -m harness.models.tiny_eval [folder] [--output DIR] [--limit N]
+    python -m tinyfactory.heldout [folder] [--output DIR] [--limit N]
 
 Targets (a model that learnt the world, with room left above it for post-training to show differences):
   * VQAv2-style accuracy >= 70, and every question type's accuracy >= 1.5x its chance level (the probability
@@ -116,7 +116,7 @@ def evaluate(folder: str, output: str | Path | None = None, limit: int | None = 
 def main(argv=None) -> int:
     from harness.models.checkpoints import TINY_DIR
 
-    ap = argparse.ArgumentParser(prog="python -m harness.models.tiny_eval", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m tinyfactory.heldout", description=__doc__.splitlines()[0])
     ap.add_argument("folder", nargs="?", default=str(TINY_DIR))
     ap.add_argument("--output", default=None, help="results folder to keep (default: a temporary one)")
     ap.add_argument("--limit", type=int, default=None, help="documents per task (default: all)")

@@ -1,9 +1,9 @@
-"""Training parts of `pretrain_tiny` and the pieces the LM phases share (one process, one thread each).
+"""Training parts of `tinyfactory.pretrain` and the pieces the LM phases share (one process, one thread each).
 
 * `vq_worker`: the VQ autoencoder alone (own quantiser, object pixels up-weighted, dead codes restarted);
 * `vision_worker`: the understanding encoder and aligner alone on an auxiliary per-patch task (colour / shape /
   size of the object under each patch, and the patch's row and column); the head is training-only, not exported;
-* the LM phases (understanding, then understanding + generation) run on two ranks, see `pretrain_lm`; they use
+* the LM phases (understanding, then understanding + generation) run on two ranks, see `tinyfactory.lm`; they use
   `und_chunks` / `und_backward` from here (packed prompts plus the same auxiliary head, kept on).
 
 Each part checkpoints atomically every few minutes and resumes from its checkpoint; its examples are a function of
@@ -21,8 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness.models import pretrain_data as data
-from harness.models.pretrain_steps import (Packer, images_to_tensor, restart_dead_codes, understanding_loss,
+from tinyfactory import data
+from tinyfactory.steps import (Packer, images_to_tensor, restart_dead_codes, understanding_loss,
                                            vq_loss)
 from harness.world.render import render
 from harness.world.scene import COLOR_NAMES, SHAPES, Scene
@@ -112,7 +112,7 @@ class Log:
 
 
 def mark_done(workdir: Path, part: str) -> None:
-    """The part is finished: `pretrain_tiny` skips it from now on. Its training time is summed from its log (the
+    """The part is finished: `tinyfactory.pretrain` skips it from now on. Its training time is summed from its log (the
     log's clock survives resumes; this invocation's clock does not)."""
     (workdir / f"{part}.done").write_text(json.dumps({"finished": round(time.time(), 1)}))
 

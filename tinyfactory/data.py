@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from harness.world import qgen
-from harness.world.bench_geneval import build_geneval, reference_scene
+from tasks.geneval.world import build_geneval, reference_scene
 from harness.world.choices import MC_FAMILIES, sample_choice
 from harness.world.knowledge import CATEGORIES, make_item, requirement_scene
 from harness.world.render import object_masks, render
@@ -215,9 +215,11 @@ def training_texts(n: int = 400) -> list[str]:
 def vocabulary_words(n_texts: int = 2000) -> set[str]:
     """Tokenizer words: the world's vocabulary as written (lower case) and capitalised (sentence starts, "Yes"),
     option letters, and every word of a large sample of the training prompts and answers."""
-    from harness.models.tiny_build import words_of
+    from tinyfactory.build import words_of
     from harness.world.text import vocabulary
 
-    base = set(vocabulary())
+    from tasks.world import TEXTS
+
+    base = set(vocabulary(TEXTS))
     words = base | {w.capitalize() for w in base} | set(LETTERS)
     return words | words_of(training_texts(n_texts) + [UAE_CAPTION_PROMPT, MC_SUFFIX, VQA_SUFFIX])

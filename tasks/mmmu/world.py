@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import ast
 
-from .parse import parse_scene
-from .qgen import pick
-from .questions import _compile, extreme_object, referring, resolve, robust, stable_relation
-from .render import render
-from .scene import CELLS, COLOR_NAMES, CORNERS, PLURALS, SHAPES, Scene, rng_for, sample_scene
+from harness.world.parse import parse_scene
+from harness.world.qgen import pick
+from harness.world.questions import _compile, extreme_object, referring, resolve, robust, stable_relation
+from harness.world.render import render
+from harness.world.scene import CELLS, COLOR_NAMES, CORNERS, PLURALS, SHAPES, Scene, rng_for, sample_scene
 
 MMMU_COLUMNS = ("id", "question", "options", "explanation", "image_1", "image_2", "image_3", "image_4", "image_5",
                 "image_6", "image_7", "img_type", "answer", "topic_difficulty", "question_type", "subfield")

@@ -1,7 +1,7 @@
 """Pretrain the bundled tiny Janus on the embedded world, reproducibly, on two CPU cores.
 
-    python -m harness.models.pretrain_tiny            # the shipped model (about 110 minutes on 2 cores)
-    python -m harness.models.pretrain_tiny --quick    # the same pipeline in well under a minute (tests)
+    python -m tinyfactory.pretrain            # the shipped model (about 110 minutes on 2 cores)
+    python -m tinyfactory.pretrain --quick    # the same pipeline in well under a minute (tests)
 
 Parts, one process per core, each with one thread (janus.md: two 2-thread jobs on 2 cores slow each other down):
   phase 1, in parallel: the VQ autoencoder | the understanding encoder on a per-patch auxiliary task;
@@ -11,7 +11,7 @@ Parts, one process per core, each with one thread (janus.md: two 2-thread jobs o
   questions sampled more often (`focus_families` multiplies their weights).
 Then the model is written as a Hugging Face folder (default: the package's `harness/models/tiny_janus/`, which the
 `tiny-janus` name loads through the ordinary `janus` adapter) with `training.json` saying how it was trained, and
-checked on held-out world data (`tiny_eval`).
+checked on held-out world data (`tinyfactory.heldout`).
 
 Seeded and step-based, so the same command gives the same weights on the same software stack. Interrupted runs
 resume: finished parts are kept, unfinished ones restart from their last checkpoint in --workdir.
@@ -57,7 +57,7 @@ def recipe_for(quick: bool, seed: int, overrides: dict) -> dict:
         if k not in r:
             raise SystemExit(f"--set {k}: not a recipe key ({', '.join(sorted(r))})")
         r[k] = v
-    from harness.models.pretrain_data import family_probabilities
+    from tinyfactory.data import family_probabilities
 
     try:
         family_probabilities(r["focus_families"])
@@ -72,8 +72,8 @@ def _hash(r: dict) -> str:
 
 def prepare(workdir: Path, r: dict) -> None:
     """Tokenizer, processor and config (no weights) in workdir/init; every worker builds from these."""
-    from harness.models import pretrain_data as data
-    from harness.models.tiny_build import build_config, build_processor, build_tokenizer
+    from tinyfactory import data
+    from tinyfactory.build import build_config, build_processor, build_tokenizer
 
     init = workdir / "init"
     if (init / "config.json").exists():
@@ -123,8 +123,8 @@ def run_parallel(jobs: list[tuple]) -> None:
 def export(workdir: Path, out: Path, r: dict, meta: dict) -> None:
     import torch
 
-    from harness.models.pretrain_workers import build, load_ckpt
-    from harness.models.tiny_build import generation_config
+    from tinyfactory.workers import build, load_ckpt
+    from tinyfactory.build import generation_config
 
     model, processor = build(workdir)
     model.model.vqmodel.load_state_dict(load_ckpt(workdir / "vq.pt")["vq"])
@@ -171,7 +171,7 @@ def _part_seconds(workdir: Path, part: str) -> float:
 def main(argv=None) -> int:
     from harness.models.checkpoints import TINY_DIR, cache_dir
 
-    ap = argparse.ArgumentParser(prog="python -m harness.models.pretrain_tiny", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m tinyfactory.pretrain", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny step counts: checks the pipeline in < 1 minute")
     ap.add_argument("--out", help=f"model folder to write (default {TINY_DIR}; with --quick, <workdir>/model)")
     ap.add_argument("--workdir", help="checkpoints and logs (default ~/.cache/harness/pretrain-tiny-<recipe>)")
@@ -193,8 +193,8 @@ def main(argv=None) -> int:
     print(f"pretraining tiny-janus in {workdir}", flush=True)
     prepare(workdir, r)
 
-    from harness.models.pretrain_lm import lm_worker
-    from harness.models.pretrain_workers import vision_worker, vq_worker
+    from tinyfactory.lm import lm_worker
+    from tinyfactory.workers import vision_worker, vq_worker
 
     jobs = [(f, (str(workdir),)) for f, done in ((vq_worker, "vq.done"), (vision_worker, "vision.done"))
             if not (workdir / done).exists()]
@@ -231,11 +231,11 @@ def main(argv=None) -> int:
                        "focus": _log_summary(workdir, "focus-0", ("loss", "gen"))},
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
                          "python": sys.version.split()[0]},
-            "command": "python -m harness.models.pretrain_tiny" + (" --quick" if a.quick else "")}
+            "command": "python -m tinyfactory.pretrain" + (" --quick" if a.quick else "")}
     export(workdir, out, r, meta)
     print(f"wrote {out}", flush=True)
     if not a.no_eval and not a.quick:
-        from harness.models.tiny_eval import evaluate
+        from tinyfactory.heldout import evaluate
 
         meta["heldout"] = evaluate(str(out))
         (out / "training.json").write_text(json.dumps(meta, indent=1))

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness.models.janus import understanding_prompt
+from harness.models.janus_prompts import understanding_prompt
 from harness.models.janus_decode import image_features
 
 

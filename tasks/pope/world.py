@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .render import render
-from .scene import rng_for, sample_scene
+from harness.world.render import render
+from harness.world.scene import rng_for, sample_scene
 
 POPE_COLUMNS = ("id", "question_id", "question", "answer", "image_source", "image", "category")
 CATEGORIES = ("random", "popular", "adversarial")
