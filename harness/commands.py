@@ -171,7 +171,6 @@ def cmd_show(args, argv) -> int:
 
 def cmd_score(args, argv) -> int:
     from harness import registry
-    from harness.cli import _json_arg
     from harness.score_mode import model_for, score
     from harness.store import write_json
 
@@ -181,7 +180,7 @@ def cmd_score(args, argv) -> int:
         raise HarnessError(f"--task-args names task {stray[0]!r}; score runs only {args.task!r}")
     task = registry.TASKS.load(args.task)(data=args.data, profile=args.profile, **options.get(args.task, {}))
     task.score_only = True
-    res = score(task, model_for(task, args.predictions, args.images), _json_arg("--scorer-args", args.scorer_args))
+    res = score(task, model_for(task, args.predictions, args.images), json_arg("--scorer-args", args.scorer_args))
     print(json.dumps({"task": task.name, "profile": task.profile, "metrics": res["metrics"],
                       "missing_predictions": res["missing_predictions"]}, indent=2))
     if args.output:
