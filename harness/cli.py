@@ -57,14 +57,22 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--all", action="store_true", help="every metric, not only each task's headline")
     _common(show)
 
-    score = sub.add_parser("score", help="score stored predictions without a model",
-                           description="Score a predictions file against a dataset in the benchmark's schema.")
+    score = sub.add_parser("score", help="score stored predictions or generated images without a model",
+                           description="Score text predictions (--predictions) or a folder of generated images in "
+                                       "the benchmark's own layout (--images) with the task's official scoring.")
     score.add_argument("task", help="task name, e.g. vqav2_val")
-    score.add_argument("--data", required=True, help="local file or folder in the benchmark's schema, or 'shapes'")
-    score.add_argument("--predictions", required=True,
+    score.add_argument("--data", default=None, help="the task's documents: a local file or folder in the "
+                       "benchmark's schema (annotation files without images are enough), 'shapes', or omit for "
+                       "the benchmark's own data")
+    score.add_argument("--predictions", default=None,
                        help='JSONL file, one {"doc_id": ..., "prediction": "..."} per line')
+    score.add_argument("--images", default=None, metavar="DIR", help="generated images in the benchmark's own "
+                       "layout: geneval <00000>/metadata.jsonl + samples/0000.png...; wise {prompt_id}.png; "
+                       "unified_bench one reconstruction per reference image, named after it")
     score.add_argument("--profile", default=None, help="scoring profile (default: official)")
-    score.add_argument("--output", default=None, help="write the full results JSON here")
+    score.add_argument("--task-args", default=None, help='JSON object {task: {option: value}}, as for run')
+    score.add_argument("--scorer-args", default=None, help="JSON object {scorer: {arg: value}}, as for run")
+    score.add_argument("--output", default=None, help="write the full results JSON (a run's results.json) here")
     _common(score)
 
     rescore = sub.add_parser("rescore", help="recompute scores of a run from its stored outputs",

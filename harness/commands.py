@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 from harness.errors import HarnessError
@@ -94,8 +93,8 @@ def cmd_tasks(args, argv) -> int:
     rows = []
     for entry in registry.TASKS.entries():
         cls = registry.TASKS.load(entry.name)
-        rows.append((entry.name, ",".join(cls.data_sources), ",".join(cls.profiles),
-                     ",".join(cls.options_help) or "-", entry.description or cls.description))
+        rows.append((entry.name, _data_forms(cls), ",".join(cls.profiles),
+                     ",".join(cls.options_help) or "-", _with_default_data(cls, entry.description or cls.description)))
     _print_rows(("task", "data", "profiles", "options", "description"), rows)
     suites = registry.SUITES.entries()
     if suites:
@@ -103,6 +102,26 @@ def cmd_tasks(args, argv) -> int:
         _print_rows(("suite", "tasks", "description"),
                     [(e.name, ",".join(registry.SUITES.load(e.name)), e.description) for e in suites])
     return 0
+
+
+def _data_forms(cls) -> str:
+    """The --data forms a task accepts; its default hub dataset shown pinned (hub@commit) or hub(unpinned)."""
+    hub = getattr(cls, "hub", None)
+    if not isinstance(hub, dict) or "hub" not in cls.data_sources:
+        return ",".join(cls.data_sources)
+    pin = f"@{hub['revision'][:7]}" if hub.get("revision") else "(unpinned)"
+    return ",".join(f"hub{pin}" if s == "hub" else s for s in cls.data_sources)
+
+
+def _with_default_data(cls, description: str) -> str:
+    """The description, plus which snapshot the default hub dataset is pinned to or why it cannot be."""
+    hub = getattr(cls, "hub", None)
+    if not isinstance(hub, dict) or "hub" not in cls.data_sources:
+        return description
+    if hub.get("revision"):
+        return f"{description} [default {hub['repo']}@{hub['revision']}]"
+    return f"{description} [default {hub['repo']} not pinned: {hub.get('unpinned', 'no commit known')}; " \
+           "results record the commit read]"
 
 
 def cmd_models(args, argv) -> int:
@@ -149,39 +168,19 @@ def cmd_show(args, argv) -> int:
 
 def cmd_score(args, argv) -> int:
     from harness import registry
-    from harness.api import task_results
-    from harness.artifacts import ArtifactStore
-    from harness.cache import NullCache
-    from harness.executor import Executor, RunnerPool
-    from harness.replay import PredictionsModel
     from harness.results import write_task_result
+    from harness.score_mode import model_for, score
 
-    cls = registry.TASKS.load(args.task)
-    task = cls(data=args.data, profile=args.profile)
-    model = PredictionsModel.from_file(args.predictions)
-    stages = task.stages()
-    known = set()
-    for doc in task.docs():
-        for req in stages[0].build(doc, {}):
-            known.add(req.ref if req.ref is not None else task.doc_id(doc))
-    unknown = [d for d in model.predictions if d not in known]
-    if unknown:
-        raise HarnessError(f"--predictions {args.predictions}: unknown doc_id {unknown[0]!r} "
-                           f"({len(unknown)} unknown in all); ids must match the dataset given with --data")
-    from harness.scorers import make_scorer
-
-    pool = RunnerPool(lambda: model, lambda name: make_scorer(name))
-    with tempfile.TemporaryDirectory() as tmp:
-        runs = Executor(pool, NullCache(), ArtifactStore(tmp), progress=False).run([task])
-    tr = runs[0]
-    from harness.api import used_runners
-
-    res = task_results(task, tr.records, tr.stats.to_dict(), used_runners(tr, pool.used()),
-                       {"spec": model.spec, "fingerprint": model.fingerprint()}, tr.stats.started)
-    res.missing_predictions = tr.stats.failed
+    options = _task_args(args.task_args)
+    stray = [t for t in options if t != args.task]
+    if stray:
+        raise HarnessError(f"--task-args names task {stray[0]!r}; score runs only {args.task!r}")
+    task = registry.TASKS.load(args.task)(data=args.data, profile=args.profile, **options.get(args.task, {}))
+    task.score_only = True
+    res = score(task, model_for(task, args.predictions, args.images), json_arg("--scorer-args", args.scorer_args))
     print(json.dumps({"task": task.name, "profile": task.profile,
                       "metrics": {k: m.to_dict() for k, m in res.metrics.items()},
-                      "missing_predictions": tr.stats.failed}, indent=2))
+                      "missing_predictions": res.missing_predictions}, indent=2))
     if args.output:
         write_task_result(Path(args.output), res)
     return 0

@@ -151,9 +151,10 @@ def _lazy_cell(column, i: int, name: str) -> Image | None:
 
 
 def load_hub(repo_id: str, config: str | None, split: str, revision: str | None = None,
-             image_columns: Sequence[str] = ()) -> tuple[list[dict], str | None]:
-    """Rows of a hub dataset (from the local Hugging Face cache when offline) and the revision it resolved to."""
-    from harness.hub import online
+             image_columns: Sequence[str] = ()) -> tuple[list[dict], dict]:
+    """Rows of a hub dataset (from the local Hugging Face cache when offline) and the snapshot they were read from:
+    {"commit": the hub commit read (None when nothing says), "requested": `revision`, "fingerprint": datasets'}."""
+    from harness.hub import dataset_commit, online
 
     is_online = online()        # offline or unreachable: datasets reads only its cache, with no retries
     import datasets
@@ -162,9 +163,9 @@ def load_hub(repo_id: str, config: str | None, split: str, revision: str | None 
         ds = datasets.load_dataset(repo_id, config, split=split, revision=revision)
     except Exception as e:  # offline, missing, gated: datasets raises a zoo of types; our line says what to do
         raise hub_dataset_error(repo_id, config, split, e, is_online) from None
-    fingerprint = getattr(ds, "_fingerprint", None)
-    info_rev = getattr(ds.info, "version", None)
-    return dataset_rows(ds, image_columns), revision or (str(info_rev) if info_rev else fingerprint)
+    snapshot = {"commit": dataset_commit(ds, repo_id), "requested": revision,
+                "fingerprint": getattr(ds, "_fingerprint", None)}
+    return dataset_rows(ds, image_columns), snapshot
 
 
 def hub_dataset_error(repo_id: str, config: str | None, split: str, cause: BaseException,
@@ -273,11 +274,32 @@ def resolve_rows(data: str | None, *, hub: dict | None, world: tuple[str, Callab
         return rows, DatasetInfo("path", str(data), sha256=content_sha256(rows))
     if hub is None:
         raise DataError("this task has no default dataset; pass --data PATH")
-    rows, revision = load_hub(hub["repo"], hub.get("config"), hub["split"], hub.get("revision"), image_columns)
+    rows, snapshot = load_hub(hub["repo"], hub.get("config"), hub["split"], hub.get("revision"), image_columns)
     for n, row in enumerate(rows, 1):
         missing = [c for c in required if c not in row]
         if missing:
             raise DataError(f"dataset {hub['repo']}: row {n} has no column {missing[0]!r}")
-    return rows, DatasetInfo("hub", hub["repo"], split=hub["split"], revision=revision,
-                             sha256=content_sha256(rows), extra={"config": hub.get("config")} if hub.get("config")
-                             else {})
+    return rows, DatasetInfo("hub", hub["repo"], split=hub["split"], revision=snapshot["commit"],
+                             sha256=content_sha256(rows), extra=_snapshot_extra(hub, snapshot))
+
+
+def _snapshot_extra(hub: dict, snapshot: dict) -> dict:
+    """What results record beside the commit read: the config, the revision asked for, and any disagreement."""
+    import sys
+
+    from harness.hub import COMMIT
+
+    extra = {"config": hub["config"]} if hub.get("config") else {}
+    commit, requested = snapshot["commit"], snapshot["requested"]
+    if requested:
+        extra["requested_revision"] = requested
+    if snapshot.get("fingerprint"):
+        extra["datasets_fingerprint"] = snapshot["fingerprint"]
+    if commit is None:
+        extra["snapshot"] = "unresolved: the local datasets cache does not name the hub commit these rows came from"
+    elif requested and COMMIT.match(requested) and requested != commit:
+        # offline, `datasets` reads the newest cached snapshot whatever was asked for: say which one it was
+        extra["snapshot"] = f"read commit {commit}, not the requested {requested} (the one in the local cache)"
+        print(f"warning: dataset {hub['repo']}: the local cache holds commit {commit}, not the pinned {requested}; "
+              "results record the commit read", file=sys.stderr)
+    return extra

@@ -117,3 +117,21 @@ def snapshot_dir(repo_id: str, commit: str | None) -> Path | None:
         return None
     snap = _repo_dir(repo_id) / "snapshots" / commit
     return snap if snap.is_dir() else None
+
+
+def dataset_commit(ds, repo_id: str) -> str | None:
+    """The hub commit of the snapshot a loaded `datasets.Dataset` was read from, or None when nothing says.
+
+    `datasets` keeps a hub dataset's Arrow files under <HF_DATASETS_CACHE>/<org>___<name>/<config>/<version>/<hash>/,
+    where the hash of a hub dataset is the commit its files came from. Offline it reads the newest such folder
+    whatever revision was asked for, so the folder the rows were actually read from is the evidence; the data files'
+    hf://datasets/<repo>@<commit>/ addresses (recorded when it downloaded them) are the fallback.
+    """
+    for cache_file in getattr(ds, "cache_files", None) or []:
+        folder = Path(cache_file.get("filename", "")).parent.name
+        if COMMIT.match(folder):
+            return folder
+    checksums = getattr(getattr(ds, "info", None), "download_checksums", None) or {}
+    addressed = re.compile(rf"hf://datasets/{re.escape(repo_id)}@([0-9a-f]{{40}})/")
+    commits = {m.group(1) for url in checksums for m in [addressed.match(str(url))] if m}
+    return commits.pop() if len(commits) == 1 else None

@@ -55,8 +55,8 @@ class PredictionsModel(UnifiedModel):
         return out
 
     def generate(self, requests: list[Request]) -> list[Response]:
-        raise HarnessError("`score` reads text predictions; this task needs generated images "
-                           "(evaluate it with `run`, or `rescore` a finished run)")
+        raise HarnessError("--predictions holds text answers; this task needs generated images: give --images DIR "
+                           "(the benchmark's own folder layout), or evaluate it with `run`")
 
 
 class ReplayModel(UnifiedModel):

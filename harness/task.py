@@ -90,7 +90,9 @@ class Task:
     options_help: ClassVar[dict[str, str]] = {}
     #: how lmms-eval names and scores this benchmark (harness.integrations.equivalence.LmmsEquivalent), if it does
     lmms: ClassVar[Any] = None
-    #: how lmms-eval names and scores this benchmark (harness.integrations.equivalence.LmmsEquivalent), if it does
+    #: set by `score` (harness/score_mode.py): the model's answers are stored ones, so documents need no pixels
+    #: and annotation files without image columns are accepted
+    score_only: bool = False
 
     def __init__(self, data: str | None = None, profile: str | None = None, limit: int | None = None, **options):
         self.data = data

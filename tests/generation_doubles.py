@@ -3,9 +3,12 @@
 * `WorldRenderDouble`: a TEST DOUBLE unified model over the embedded world. mode "perfect" draws, for a prompt of a
   world dataset it was given, a reference scene that satisfies it (seeded by the request seed, so GenEval's four
   samples differ), captions an image by writing its parsed scene as JSON and regenerates that scene from such a
-  caption; mode "blank" draws an empty background and captions "nothing". `fail` names refs whose requests fail.
+  caption; mode "blank" draws an empty background and captions "nothing". `fail` names refs whose requests fail,
+  `blank` refs whose images are drawn blank.
 * `ScriptedDetector`, `ScriptedClassifier`, `ScriptedEmbedder`, `ScriptedDistance`: TEST DOUBLES for the real
   scorers, answering from dicts keyed by request.ref.
+* `CannedJudge`, `SequencedJudge`: TEST DOUBLES for the "judge" scorer (canned replies by ref, or by ref and
+  attempt).
 * `run_task` / `run_engine`: a task through the executor (no results folder) or through harness.api.evaluate.
 """
 from __future__ import annotations
@@ -31,16 +34,16 @@ class WorldRenderDouble(UnifiedModel):
 
     name = "world-render-double"
 
-    def __init__(self, mode: str = "perfect", geneval=(), wise=(), size: int = 64, fail=()):
+    def __init__(self, mode: str = "perfect", geneval=(), wise=(), size: int = 64, fail=(), blank=()):
         assert mode in ("perfect", "blank")
-        self.mode, self.size, self.fail = mode, size, set(fail)
+        self.mode, self.size, self.fail, self.blank = mode, size, set(fail), set(blank)
         self.spec = f"world-render-double-{mode}"
         self.geneval = {r["prompt"]: r for r in geneval}
         self.wise = {r["Prompt"]: r for r in wise}
         self.requests = []
 
     def fingerprint(self) -> str:
-        return f"{self.spec}:{len(self.geneval)}:{len(self.wise)}:{sorted(self.fail)}"
+        return f"{self.spec}:{len(self.geneval)}:{len(self.wise)}:{sorted(self.fail)}:{sorted(self.blank)}"
 
     def _blank(self):
         from harness.world.scene import BACKGROUND
@@ -69,7 +72,7 @@ class WorldRenderDouble(UnifiedModel):
             self.requests.append(r)
             if r.ref in self.fail:
                 out.append(Response.failure("double told to fail"))
-            elif self.mode == "blank":
+            elif self.mode == "blank" or r.ref in self.blank:
                 out.append(Response(images=(self._blank(),)))
             else:
                 out.append(Response(images=(render(self._scene_for(r.text, r.seed), self.size),)))
@@ -174,6 +177,21 @@ class CannedJudge(Scorer):
         out = []
         for r in requests:
             text = self.answers.get(r.ref, self.default)
+            out.append(Response(text=text, values={"text": text, "model": self.model}) if text is not None
+                       else Response.failure("judge: HTTP 500"))
+        return out
+
+
+class SequencedJudge(CannedJudge):
+    """TEST DOUBLE for "judge" whose reply depends on the attempt: answers[ref][k - 1] answers attempt k (the
+    request's params["attempt"], 1 when absent); None fails that attempt, a missing attempt repeats the last."""
+
+    def judge(self, requests):
+        self.requests.extend(requests)
+        out = []
+        for r in requests:
+            replies = self.answers.get(r.ref, [self.default])
+            text = replies[min(int(r.params.get("attempt", 1)), len(replies)) - 1]
             out.append(Response(text=text, values={"text": text, "model": self.model}) if text is not None
                        else Response.failure("judge: HTTP 500"))
         return out

@@ -10,8 +10,10 @@ def test_cosine_example_and_normalisation():
     assert ub.cosine_similarity([10, 0], [3, 4]) == pytest.approx(0.6)  # scale does not matter
     rows = ub.cosine_similarity(np.array([[1, 0], [0, 2]]), np.array([[0.6, 0.8], [0, 5]]))
     assert rows == pytest.approx([0.6, 1.0])
-    with pytest.raises(ValueError, match="zero embedding"):
-        ub.cosine_similarity([0, 0], [1, 0])
+    # UAE normalises with F.normalize (x / max(||x||, 1e-12)): an all-zero embedding has cosine 0, no error
+    assert ub.cosine_similarity([0, 0], [1, 0]) == 0.0 and ub.cosine_similarity([0.0, 0.0], [0.0, 0.0]) == 0.0
+    assert list(ub.cosine_similarity(np.array([[0, 0], [3, 4]]), np.array([[1, 0], [3, 4]]))) == pytest.approx([0, 1])
+    assert ub.cosine_similarity([1e-13, 0], [1, 0]) == pytest.approx(0.1)    # below eps: divided by eps, as torch
     with pytest.raises(ValueError, match="equal-shaped"):
         ub.cosine_similarity([1, 0], [1, 0, 0])
 

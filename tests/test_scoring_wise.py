@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from tasks.wise import parsing
 from tasks.wise import scoring as w
 
 REF_CANDIDATES = [Path(__file__).resolve().parents[1].parent / "shared" / "reference-data",
@@ -48,10 +49,12 @@ def test_weighted_overall_missing_category():
     ("Consistency: 0\nRealism: 0\nAesthetic Quality: 0\nConsistency: 2", (2, 0, 0), "named"),  # last wins
     ("2\n1\n0", (2, 1, 0), "bare"),
     ("Here you go:\n 1 \n2\n\n0\n", (1, 2, 0), "bare"),
+    ("2\n1\n0\n1", (2, 1, 0), "bare"),            # three or more bare lines: the first three count
+    ("2\r\n1\r\n0\r\n", (2, 1, 0), "bare"),        # "\r" before "\n" is whitespace around the digit
 ])
 def test_legacy_parse_ok(text, scores, method):
-    p = w.parse_legacy(text)
-    assert p.ok and tuple(p.scores.values()) == scores and p.method == method
+    p = parsing.parse_legacy(text)
+    assert p.ok and tuple(p.scores.values()) == scores and p.method == method and not p.reask
 
 
 @pytest.mark.parametrize("text, error", [
@@ -61,26 +64,47 @@ def test_legacy_parse_ok(text, scores, method):
     ("Consistency: 2\n1\n0\n1", "missing realism, aesthetic_quality"),  # partial match blocks the fallback
     ("Consistency: 5\nRealism: 1\nAesthetic Quality: 0", "out of range 0-2: consistency=5"),
     ("2\n1", "no score lines"),
-    ("2\n1\n0\n1", "no score lines"),
     ("3\n1\n0", "no score lines"),
+    ("2\r1\r0", "no score lines"),                  # the official (?m) breaks lines at "\n" only
+    ("2\u20281\u20280", "no score lines"),
+    ("2\x851\x850", "no score lines"),
+    ("2\v1\v0", "no score lines"),
 ])
 def test_legacy_parse_failures(text, error):
-    p = w.parse_legacy(text)
+    p = parsing.parse_legacy(text)
     assert not p.ok and error in p.error
+    # the official loop asks again unless it accepted the reply (it lets a score outside 0-2 through)
+    assert p.reask == ("out of range" not in error)
 
 
 @pytest.mark.parametrize("text, score", [
     ("Score: 1", 1), ("**Score**: 0", 0), ("score 1", 1), ("Score: 1\nScore: 0", 1),
-    ("<think>Score: 0 maybe</think>\nScore: 1", 1), ("reasoning</think>1", 1), ("\n0\n", 0),
+    ("<think>Score: 0 maybe</think>\nScore: 1", 1), ("\n0\n", 0),
+    ("<THINK>Score: 0</THINK>\nScore: 1", 0),        # the tag is case-sensitive: <THINK> is not removed
+    ("<think>a\nb</think>\n\n1\n", 1), ("</think> Score: 1", 1),
 ])
 def test_verified_parse_ok(text, score):
-    p = w.parse_verified(text)
+    p = parsing.parse_verified(text)
     assert p.ok and p.scores == {"score": score}
 
 
-@pytest.mark.parametrize("text", ["Score: 10", "Score\uff1a1", "1\n0", "Score: 2", "", "<think>Score: 1</think>"])
+@pytest.mark.parametrize("text", [
+    "Score: 10", "Score\uff1a1", "1\n0", "Score: 2", "", "<think>Score: 1</think>",
+    "Answer<think>x</think>\n1",    # the block and the whitespace after it go: "Answer1" holds no score
+    "Final</think>\n0",             # text before a stray </think> is kept: "Final0"
+    "reasoning</think>1",           # "reasoning1"
+])
 def test_verified_parse_failures(text):
-    assert not w.parse_verified(text).ok
+    p = parsing.parse_verified(text)
+    assert not p.ok and p.reask
+
+
+@pytest.mark.parametrize("text, cleaned", [
+    ("Answer<think>x</think>\n1", "Answer1"), ("Final</think>\n0", "Final0"), ("<think>a</think> <think>b</think>ok", "ok"),
+    ("<THINK>Score: 0</THINK>\nScore: 1", "<THINK>Score: 0</THINK>\nScore: 1"), ("  x </think>  y ", "x y"),
+])
+def test_verified_think_cleanup(text, cleaned):
+    assert parsing.strip_think(text) == cleaned
 
 
 def test_categories():

@@ -121,6 +121,28 @@ def test_real_schema_with_test_double_detector_and_classifier(tmp_path):
     assert task.settings()["colour_classifier"] == "clip_openclip" and "Mask2Former" in task.settings()["deviation"]
 
 
+@pytest.mark.parametrize("threshold, correct", [(None, False), (0.1, False), (0.0, True), (0.12, False), ("0", True)])
+def test_position_threshold_option(tmp_path, threshold, correct):
+    """GenEval's --options position_threshold: dog [25,0,125,100] against bear [0,0,100,100] is offset 25 with a
+    margin of 0.1 x 200 = 20, so dx = 5/25 = 0.2 and no relation by default (the spec's worked example); with no
+    margin dx = 1, "right of"."""
+    data = tmp_path / "evaluation_metadata.jsonl"
+    data.write_text(json.dumps(METADATA[1]) + "\n")
+    detector = ScriptedDetector({"00000/0": {"teddy bear": [_det([0, 0, 100, 100])], "dog": [_det([25, 0, 125, 100])]}})
+    options = {} if threshold is None else {"position_threshold": threshold}
+    task = GenEval(data=str(data), n_images=1, classifier=None, **options)
+    records, metrics = run_task(task, SolidDouble(), {"detector": detector})
+    assert records[0]["images"][0]["correct"] is correct and values(metrics)["position"] == float(correct)
+    assert task.settings()["thresholds"]["position_threshold"] == float(0.1 if threshold is None else threshold)
+    assert "stable" in task.settings()["ties"]
+
+
+@pytest.mark.parametrize("bad", [-0.1, "x", float("nan"), True, None])
+def test_position_threshold_must_be_a_non_negative_number(bad):
+    with pytest.raises(DataError, match="position_threshold must be a number >= 0"):
+        GenEval(data="unused.jsonl", position_threshold=bad)
+
+
 @pytest.mark.skipif(not REF.exists(), reason="needs ../shared/reference-data/geneval (the real metadata file)")
 def test_real_metadata_file_loads_and_matches_the_pin(tmp_path, monkeypatch):
     task = GenEval(data=str(REF / "evaluation_metadata.jsonl"))

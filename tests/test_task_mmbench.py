@@ -1,6 +1,7 @@
 """MMBench-EN end to end on circular fixtures in the lmms-lab/MMBench schema: CircularEval, judge stage, test TSV."""
 import csv
 import io
+import json
 
 import pytest
 
@@ -98,6 +99,54 @@ def test_score_cli_test_split_counts(tmp_path, capsys):
     preds = write_predictions(tmp_path / "p.jsonl", {"7": "A", "1000007": "x"})
     out = score_cli(capsys, "mmbench_en_test", data, preds)
     assert out["metrics"]["answered"]["value"] == 2 and out["missing_predictions"] == 1
+
+
+TSV_COLUMNS = ("index", "question", "hint", "A", "B", "C", "D", "answer", "category", "image", "source",
+               "l2-category", "comment", "split")
+
+
+def _tsv(path, rows, with_images=True):
+    """MMBench's own TSV (VLMEvalKit's MMBench_DEV_EN.tsv schema): empty cells for missing options and hints, the
+    image as base64 in a question's first pass and the index of that row in its other passes."""
+    import base64
+
+    from understanding_doubles import png
+
+    columns = [c for c in TSV_COLUMNS if with_images or c != "image"]
+    lines = ["\t".join(columns)]
+    for r in rows:
+        first = r["index"] % 1_000_000
+        cell = {**r, "l2-category": r["L2-category"], "hint": "" if r["hint"] == "nan" else r["hint"],
+                "image": base64.b64encode(png((10 * first, 0, 0))).decode() if r["index"] == first else str(first)}
+        lines.append("\t".join("" if cell.get(c) in (None, "nan") else str(cell[c]) for c in columns))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_official_tsv_with_and_without_its_image_column(dev, tmp_path, capsys):
+    rows = [json.loads(x) for x in dev.read_text().splitlines()][:-1]     # the orphan pass refers to no image
+    tsv = _tsv(tmp_path / "MMBench_DEV_EN.tsv", rows)
+    model = ScriptedModel(PREDICTIONS)
+    task = MMBenchEnDev(data=str(tsv))
+    records, metrics = run_task(task, model)
+    assert values(metrics)["circular_accuracy"] == pytest.approx(1 / 3)
+    assert metrics["details"]["per_l2_category"]["coarse_perception"] == {"n": 2, "acc": 0.5}
+    assert model.by_ref()["1"].text.startswith("Hint: A pet.\nQuestion: What is shown?\nOptions:\nA. cat\n")
+    assert "C." not in model.by_ref()["2"].text                   # an empty option cell is a missing option
+    img = model.by_ref()["1000001"].images[0]
+    assert img.pil().getpixel((0, 0)) == (10, 0, 0) and img.sha256 == model.by_ref()["1"].images[0].sha256
+    preds = write_predictions(tmp_path / "p.jsonl", PREDICTIONS)
+    assert score_cli(capsys, "mmbench_en_dev", tsv, preds)["metrics"]["circular_accuracy"]["value"] == \
+        pytest.approx(1 / 3)
+    bare = _tsv(tmp_path / "no_images.tsv", rows, with_images=False)
+    out = score_cli(capsys, "mmbench_en_dev", bare, preds)
+    assert out["metrics"]["circular_accuracy"]["value"] == pytest.approx(1 / 3) and out["missing_predictions"] == 1
+    with pytest.raises(DataError, match=r"no_images.tsv: row 1, column 'image': missing"):
+        MMBenchEnDev(data=str(bare)).docs()
+    broken = tmp_path / "broken.tsv"
+    broken.write_text(tsv.read_text().replace("\t1\tfixture", "\t99\tfixture", 1))
+    with pytest.raises(DataError, match=r"broken.tsv: row \d+, column 'image': '99'"):
+        MMBenchEnDev(data=str(broken)).docs()
 
 
 def test_bad_rows(tmp_path):

@@ -94,6 +94,50 @@ def test_score_cli(data, tmp_path, capsys):
         pytest.approx(4 / 7)
 
 
+def test_score_rows_without_images(tmp_path, capsys):
+    """MMMU rows with no image columns at all: enough to score predictions (same result as with the images)."""
+    rows = [_row("validation_Art_1", "<image 1> Which organelle makes proteins?", ORGANELLES, "C", images=()),
+            _row("validation_Art_2", "Which organelle? <image 1>", ORGANELLES, "B", images=()),
+            _row("validation_Math_1", "What is 6*5? <image 1>", [], "30", "open", images=()),
+            _row("validation_Physics_1", "Which, <image 1> or <image 2>?", ["<image 2>", "<image 1>"], "A", images=())]
+    for r in rows:
+        for k in range(1, 8):
+            del r[f"image_{k}"]
+    data = write_jsonl(tmp_path / "mmmu.jsonl", rows)
+    preds = {"validation_Art_1": "(C)", "validation_Art_2": "the nucleus, I think, is the answer here",
+             "validation_Math_1": "The answer is 30.", "validation_Physics_1": "B"}
+    out = score_cli(capsys, "mmmu_val", data, write_predictions(tmp_path / "p.jsonl", preds))
+    assert out["metrics"]["accuracy"]["value"] == pytest.approx(3 / 4) and out["missing_predictions"] == 0
+    with pytest.raises(DataError, match=r"row 1, column 'image_1'"):
+        MMMUVal(data=str(data)).docs()
+
+
+@pytest.mark.skipif(not (REF / "mmmu" / "answer_dict_val.json").exists(),
+                    reason="shared/reference-data/mmmu/answer_dict_val.json not found next to the repository")
+def test_score_against_the_real_answer_key(tmp_path, capsys):
+    """MMMU's own answer_dict_val.json, as main_eval_only.py scores it: multiple-choice predictions are the parsed
+    letter compared as is ("B." is wrong), open predictions are parsed; a missing one is wrong and counted."""
+    path = REF / "mmmu" / "answer_dict_val.json"
+    key = json.loads(path.read_text())
+    preds = {}
+    for id_, item in key.items():
+        gold = item["ground_truth"]
+        if item["question_type"] == "multiple-choice":
+            preds[id_] = gold + "." if id_.startswith("validation_Accounting_") else gold
+        elif id_ != "validation_Math_15":
+            preds[id_] = f"The answer is {gold[0] if isinstance(gold, list) else gold}"
+    out = score_cli(capsys, "mmmu_val", path, write_predictions(tmp_path / "p.jsonl", preds), "--output",
+                    tmp_path / "res.json")
+    m = {k: v["value"] for k, v in out["metrics"].items()}
+    assert m["accuracy"] == pytest.approx(869 / 900) and m["business"] == pytest.approx(120 / 150)
+    assert m["science"] == pytest.approx(149 / 150) and out["missing_predictions"] == 1
+    res = json.loads((tmp_path / "res.json").read_text())
+    assert res["details"]["per_subject"]["Accounting"] == {"num": 30, "acc": 0.0}
+    assert res["details"]["n_open"] == 53 and res["details"]["n_random_fallback"] == 0
+    with pytest.raises(DataError, match="answer key .* can only score predictions"):
+        MMMUVal(data=str(path)).docs()
+
+
 def test_missing_referenced_image_names_row_and_column(tmp_path):
     write_png(tmp_path / "img" / "a.png")
     bad = write_jsonl(tmp_path / "bad.jsonl", [_row("validation_Art_1", "Q <image 1>", ["a", "b"], "A"),

@@ -64,6 +64,38 @@ def test_score_cli(data, tmp_path, capsys):
     assert out["metrics"]["acc"]["value"] == pytest.approx(0.75)
 
 
+def test_score_keeps_look_alike_requests_apart(tmp_path, capsys):
+    """Both image columns hold the same file, so (q0,i0) and (q0,i1) are the same text with the same image; each
+    prediction id must still get its own prediction: four right answers are G-Acc 1, not 0."""
+    write_png(tmp_path / "same.png")
+    row = {**_group(0, "yes_no", ["Yes", "No", "No", "Yes"]), "Image_0": "same.png", "Image_1": "same.png",
+           "Question_1": "Is the ball red?"}                 # both questions alike too: all four requests look alike
+    data = write_jsonl(tmp_path / "nb.jsonl", [row])
+    preds = write_predictions(tmp_path / "p.jsonl", {"0:q0:i0": "Yes", "0:q0:i1": "No", "0:q1:i0": "No",
+                                                     "0:q1:i1": "Yes"})
+    out = score_cli(capsys, "naturalbench", data, preds)
+    assert out["metrics"]["g_acc"]["value"] == 1.0 and out["metrics"]["acc"]["value"] == 1.0
+    swapped = write_predictions(tmp_path / "s.jsonl", {"0:q0:i0": "No", "0:q0:i1": "Yes", "0:q1:i0": "Yes",
+                                                       "0:q1:i1": "No"})
+    out = score_cli(capsys, "naturalbench", data, swapped)
+    assert out["metrics"]["acc"]["value"] == 0.0
+
+
+def test_score_rows_without_images(tmp_path, capsys):
+    """NaturalBench's rows without their image columns: enough to score predictions, refused by run."""
+    rows = [_group(0, "yes_no", ["Yes", "No", "No", "Yes"]),
+            _group(1, "multiple_choice", ["A", "B", "B", "A"], "Which? A. cat B. dog", "Which? A. dog B. cat"),
+            _group(2, "yes_no", ["No", "Yes", "Yes", "No"])]
+    for r in rows:
+        del r["Image_0"], r["Image_1"]
+    data = write_jsonl(tmp_path / "nb.jsonl", rows)
+    out = score_cli(capsys, "naturalbench", data, write_predictions(tmp_path / "p.jsonl", PREDICTIONS))
+    assert out["metrics"]["g_acc"]["value"] == pytest.approx(1 / 3) and out["missing_predictions"] == 1
+    assert out["metrics"]["acc"]["value"] == pytest.approx(0.75)
+    with pytest.raises(DataError, match=r"row 1 has no column 'Image_0'"):
+        NaturalBench(data=str(data)).docs()
+
+
 def test_bad_rows(tmp_path):
     write_png(tmp_path / "i0.png")
     write_png(tmp_path / "i1.png")

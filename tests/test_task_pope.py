@@ -113,6 +113,29 @@ def test_real_official_split_files(tmp_path):
     assert values(task.aggregate(perfect))["f1"] == 1.0
 
 
+@pytest.mark.skipif(not REF.exists(), reason="shared/reference-data/pope not found next to the repository")
+def test_score_the_real_official_files_without_images(tmp_path, capsys):
+    """POPE's own question files, no COCO image anywhere: `score` reads them; `run` refuses them."""
+    folder = tmp_path / "coco"
+    folder.mkdir()
+    preds = {}
+    for split in ("random", "popular", "adversarial"):
+        (folder / f"coco_pope_{split}.json").symlink_to(REF / f"coco_pope_{split}.json")
+        for line in (REF / f"coco_pope_{split}.json").read_text().splitlines():
+            row = json.loads(line)
+            # random: every answer right; popular: always "Yes" (P 1/2, R 1 -> F1 2/3); adversarial: "I don't think
+            # so." has no "No"/"not"/"no" token, so the official heuristic reads yes (F1 2/3 again)
+            preds[f"{split}:{row['question_id']}"] = {"random": row["label"].capitalize(), "popular": "Yes",
+                                                      "adversarial": "I don't think so."}[split]
+    out = score_cli(capsys, "pope", folder, write_predictions(tmp_path / "p.jsonl", preds))
+    m = {k: v["value"] for k, v in out["metrics"].items()}
+    assert m["random_f1"] == 1.0 and m["popular_f1"] == pytest.approx(2 / 3) and m["popular_yes_ratio"] == 1.0
+    assert m["adversarial_f1"] == pytest.approx(2 / 3) and m["f1"] == pytest.approx(7 / 9)
+    assert out["missing_predictions"] == 0
+    with pytest.raises(DataError, match=r"column 'image'.*COCO_val2014_000000310196.jpg not found"):
+        POPE(data=str(folder / "coco_pope_random.json")).docs()
+
+
 @pytest.mark.skipif(not world_available(), reason="embedded world datasets not available")
 def test_shapes_world_end_to_end(shapes):
     task = POPE(data=shapes)

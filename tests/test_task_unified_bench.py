@@ -84,6 +84,20 @@ def test_a_failed_backbone_scores_zero_for_that_backbone_only(refs):
     assert records[1]["failed"] == "score" and "siglip" in records[1]["error"]
 
 
+@pytest.mark.parametrize("profile", ["official", "exclude_failures"])
+def test_an_all_zero_embedding_is_similarity_0_not_a_failure(refs, profile):
+    """UAE's F.normalize turns a zero vector into zeros: cosine 0, counted in every mode (never dropped)."""
+    (refs / "2.jpg").unlink()
+    scorers = _backbones()
+    scorers["clip"].answers["1/clip/reconstruction"] = {"embedding": [0.0, 0.0]}
+    scorers["dinov2"].answers["0/dinov2/reference"] = {"embedding": [0.0, 0.0]}
+    records, metrics = run_task(UnifiedBench(data=str(refs), profile=profile), SolidDouble(), scorers)
+    v = values(metrics)
+    assert v["clip"] == pytest.approx(40.0) and v["dinov2"] == pytest.approx(35.0) and v["siglip"] == pytest.approx(80)
+    assert records[1]["similarities"]["clip"] == 0.0 and records[0]["similarities"]["dinov2"] == 0.0
+    assert metrics["details"]["n_failed"] == 0 and metrics["details"]["per_backbone"]["clip"]["n_used"] == 2
+
+
 def test_reference_embeddings_are_cached_across_runs(refs, tmp_path):
     (refs / "2.jpg").unlink()
     scorers = _backbones()

@@ -129,3 +129,60 @@ def test_shapes_world_testdev_end_to_end(shapes):
     assert values(metrics)["answered"] == 10 and {r["answer"] for r in records} == {"2"}
     assert metrics["details"]["submission"]["complete"] is False
     assert len(json.loads(task.extra_files(records)[VQAv2TestDev.SUBMISSION])) == 10
+
+
+def _official_pair(folder, subtype="val2014", prefix="v2_", annotations=True):
+    """The official files vqaEval.py reads, in their real schema (hand-written: the real ones are 300 MB)."""
+    qa = [(420, 42, "Is it on?", _answers(("yes", 10)), "yes/no"),
+          (421, 42, "What colour is it?", _answers(("red", 1), ("blue", 9)), "other"),
+          (422, 43, "How many?", _answers(("2", 5), ("two", 5)), "number"),
+          (423, 43, "Where?", _answers(("left", 10)), "other")]
+    folder.mkdir(parents=True, exist_ok=True)
+    questions = {"info": {"description": "fixture"}, "task_type": "Open-Ended", "data_type": "mscoco",
+                 "license": {"name": "x"}, "data_subtype": subtype,
+                 "questions": [{"image_id": i, "question": q, "question_id": qid} for qid, i, q, _, _ in qa]}
+    (folder / f"{prefix}OpenEnded_mscoco_{subtype}_questions.json").write_text(json.dumps(questions))
+    if annotations:
+        ann = {"info": {}, "license": {}, "data_subtype": subtype, "annotations": [
+            {"question_type": "what", "multiple_choice_answer": a[0]["answer"], "answers": a, "image_id": i,
+             "answer_type": t, "question_id": qid} for qid, i, _, a, t in qa]}
+        (folder / f"{prefix}mscoco_{subtype}_annotations.json").write_text(json.dumps(ann))
+    return folder
+
+
+# the spec's worked examples (§1.4): 10 x "yes" with "Yes" -> 0 officially (no normalisation when the answers
+# agree), 1 in lmms; 1 x red / 9 x blue with "red" -> 0.3; 5 x "2" / 5 x "two" with "Two." -> 1; 423 unanswered
+OFFICIAL_PREDICTIONS = {"420": "Yes", "421": "red", "422": "Two."}
+
+
+@pytest.mark.parametrize("task, subtype, prefix, image", [
+    ("vqav2_val", "val2014", "v2_", "COCO_val2014_000000000042.jpg"),
+    ("advqa_val", "val2017", "v1_", "000000000042.jpg")])
+def test_official_questions_and_annotations_files(tmp_path, capsys, task, subtype, prefix, image):
+    folder = _official_pair(tmp_path / "vqa", subtype, prefix)
+    preds = write_predictions(tmp_path / "p.jsonl", OFFICIAL_PREDICTIONS)
+    out = score_cli(capsys, task, folder, preds)                 # no image anywhere: scoring needs none
+    assert out["metrics"]["accuracy"]["value"] == pytest.approx((0 + 0.3 + 1 + 0) / 4)
+    assert out["missing_predictions"] == 1
+    questions = next(folder.glob("*questions.json"))
+    lmms = score_cli(capsys, task, questions, preds, "--profile", "lmms")   # the questions file, its pair beside
+    assert lmms["metrics"]["accuracy"]["value"] == pytest.approx((1 + 0.3 + 1 + 0) / 4)
+    # a run needs the pixels: COCO files named after image_id, from the option image_root
+    with pytest.raises(DataError, match="image_root"):
+        VQAv2Val(data=str(folder)).docs()
+    write_png(tmp_path / "coco" / image)
+    write_png(tmp_path / "coco" / image.replace("42", "43"), (0, 0, 200))
+    model = ScriptedModel(OFFICIAL_PREDICTIONS)
+    _, metrics = run_task(VQAv2Val(data=str(folder), image_root=str(tmp_path / "coco")), model)
+    assert values(metrics)["accuracy"] == pytest.approx(0.325)
+    assert model.by_ref()["421"].images[0].path == tmp_path / "coco" / image
+
+
+def test_official_questions_file_without_annotations(tmp_path, capsys):
+    folder = _official_pair(tmp_path / "vqa", annotations=False)
+    with pytest.raises(DataError, match="no annotations file beside it"):
+        VQAv2Val(data=str(folder / "v2_OpenEnded_mscoco_val2014_questions.json")).docs()
+    # test-dev has no public answers: the questions file alone is its official data
+    preds = write_predictions(tmp_path / "p.jsonl", OFFICIAL_PREDICTIONS)
+    out = score_cli(capsys, "vqav2_testdev", folder, preds)
+    assert out["metrics"]["answered"]["value"] == 3 and out["missing_predictions"] == 1

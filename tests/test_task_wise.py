@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from generation_doubles import CannedJudge, SolidDouble, WorldRenderDouble, run_engine, run_task
+from generation_doubles import CannedJudge, SequencedJudge, SolidDouble, WorldRenderDouble, run_engine, run_task
 from harness.errors import DataError
 from tasks.world import build
 from tasks.wise import scoring
@@ -99,6 +99,36 @@ def test_verified_profile_binary_scores(tmp_path, judge_prompt):
     assert [r["score"] for r in records] == [1.0, None, 0.0] and metrics["details"]["failures"]["parse"] == 1
     assert values(metrics)["overall"] is None and task.settings()["protocol"] == "verified"
     assert {r.params["max_tokens"] for r in judge.requests} == {500}
+
+
+def test_judge_is_asked_again_as_the_official_loop_does_and_attempts_are_cached(tmp_path, judge_prompt):
+    bad = "I cannot rate this image."
+    replies = {"1": [bad, GOOD],                        # scored on the second attempt
+               "2": [bad, "Consistency: 1", bad],       # never scored: three attempts, then a parse failure
+               "401": [GOOD],                           # one attempt
+               "402": [None, GOOD],                     # a failed request is asked again too
+               "568": ["Consistency: 3\nRealism: 2\nAesthetic Quality: 2", GOOD]}   # accepted upstream: not re-asked
+    judge = SequencedJudge(replies)
+    task = WISE(data=_rows(tmp_path, [1, 2, 401, 402, 568]), judge_prompt=judge_prompt)
+    run = run_engine(tmp_path, task, SolidDouble(), {"judge": judge})
+    res = run.results["wise"].to_dict()
+    records = [json.loads(x)["record"] for x in (run.run_dir / "wise" / "samples.jsonl").read_text().splitlines()]
+    by_id = {r["prompt_id"]: r for r in records}
+    assert {i: r["judge_attempts"] for i, r in by_id.items()} == {1: 2, 2: 3, 401: 1, 402: 2, 568: 1}
+    assert by_id[1]["score"] == pytest.approx(0.85) and by_id[402]["score"] == pytest.approx(0.85)
+    assert by_id[2]["failed"] == "parse" and by_id[2]["error"] == "no score lines found"
+    assert by_id[568]["failed"] == "parse" and "out of range" in by_id[568]["error"]
+    assert sorted((r.ref, r.params.get("attempt", 1)) for r in judge.requests) == [
+        ("1", 1), ("1", 2), ("2", 1), ("2", 2), ("2", 3), ("401", 1), ("402", 1), ("402", 2), ("568", 1)]
+    d = res["details"]
+    assert d["judge_attempts"] == {"limit": 3, "per_prompt": {"1": 2, "2": 2, "3": 1}, "scored_after_reasking": 2}
+    assert d["failures"] == {"generate": 0, "judge": 0, "parse": 2} and res["settings"]["judge"]["attempts"] == 3
+    # rerun: every answered attempt comes from the cache; only the attempt that failed (not cached) is asked again
+    again = SequencedJudge(replies)
+    rerun = run_engine(tmp_path, WISE(data=_rows(tmp_path, [1, 2, 401, 402, 568]), judge_prompt=judge_prompt),
+                       SolidDouble(), {"judge": again}).results["wise"].to_dict()
+    assert [(r.ref, r.params.get("attempt", 1)) for r in again.requests] == [("402", 1)]
+    assert rerun["metrics"] == res["metrics"]
 
 
 @pytest.mark.skipif(not (REF / "legacy").exists(), reason="needs ../shared/reference-data/wise (real prompt files)")

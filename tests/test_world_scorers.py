@@ -10,7 +10,7 @@ from harness.task import score
 from harness.world import WORLD_VERSION, parse, render
 from harness.world.judge import judge_text, wise_judge
 from harness.world.scene import BACKGROUND, Obj, Scene
-from tasks.wise.scoring import parse_legacy
+from tasks.wise.parsing import parse_legacy
 
 SCENE = Scene((Obj("circle", "red", "large", 0.3, 0.3), Obj("square", "blue", "small", 0.75, 0.7)))
 EXPLANATION = "Red things. So the image should show one red circle. Expected: one red circle."

@@ -17,5 +17,6 @@ class AdVQAVal(VQAv2Val):
 
     name = "advqa_val"
     description = "AdVQA val: VQA accuracy (HuggingFaceM4/AdVQA, split val)"
-    hub = {"repo": "HuggingFaceM4/AdVQA", "config": None, "split": "val", "revision": None}
+    hub = {"repo": "HuggingFaceM4/AdVQA", "config": None, "split": "val", "revision": None,
+           "unpinned": "a loading-script dataset current `datasets` cannot run; give the official files with --data"}
     world = "advqa"

@@ -191,8 +191,12 @@ def _colours(colour_of: ColourOf | None, classname: str, found: list[Detection])
 
 
 def evaluate(detected: Mapping[str, Sequence[Any]], metadata: Mapping[str, Any],
-             colour_of: ColourOf | None = None, *, prefiltered: bool = False, **filter_options) -> tuple[bool, str]:
+             colour_of: ColourOf | None = None, *, prefiltered: bool = False,
+             position_threshold: float = POSITION_THRESHOLD, **filter_options) -> tuple[bool, str]:
     """Verdict for one image: (correct, reason), reasons worded as in the official script.
+
+    `position_threshold` is the official `--options position_threshold` (the margin of relative_position);
+    `filter_options` go to filter_detections (threshold, counting_threshold, max_objects, max_overlap, ties).
 
     `detected` holds raw detector output ({class: [{"box", "score", "mask"?}, ...]}) unless `prefiltered`,
     in which case it is the output of `filter_detections`. `colour_of(class, detection_dict)` names a colour;
@@ -228,7 +232,7 @@ def evaluate(detected: Mapping[str, Sequence[Any]], metadata: Mapping[str, Any],
                 else:
                     for obj in found:
                         for target in targets:
-                            true_rels = relative_position(obj.box, target.box)
+                            true_rels = relative_position(obj.box, target.box, position_threshold)
                             if expected_rel not in true_rels:
                                 correct = matched = False
                                 reason.append(f"expected {classname} {expected_rel} target, found "

@@ -31,6 +31,11 @@ COCO_TO_GENEVAL = {"mouse": "computer mouse", "remote": "tv remote", "keyboard":
 REAL_DEVIATION = ("detector: transformers Mask2Former (facebook/mask2former-swin-small-coco-instance) in place of "
                   "GenEval's mmdetection 2.x mask2former_swin-s-p4-w7-224_lsj_8x2_50e_coco (mmcv-full does not "
                   "install on current PyTorch); verdicts can differ on borderline objects")
+# equal detector scores: the order filter_detections keeps, beside what the official sort does with them
+TIES = ("equal scores keep the detector's order (a stable descending sort); the official "
+        "detections[np.argsort(scores)[::-1]] reverses them where numpy's sort is stable and leaves them in an "
+        "arbitrary order elsewhere, so which of two equally confident objects is counted, coloured or positioned "
+        "can differ from a given official run")
 WORLD_DEVIATION = ("detector: the embedded world's exact scene parser (world_detector); colours come from the "
                    "parser's palette match instead of CLIP zero-shot classification")
 
@@ -45,7 +50,9 @@ class GenEval(Task):
     evaluation_metadata.jsonl); `--data shapes` the world's metadata (shapes as classes), scored with the
     world_detector. Options (--task-args): n_images (4), size (image size asked of the model; default the model's
     own), detector / classifier (scorer names; classifier null = colours from the detector), object_names (GenEval's
-    object_names.txt as the detector's label names), world_n / world_seed.
+    object_names.txt as the detector's label names), position_threshold (official option, default 0.1),
+    world_n / world_seed. Equal detector scores keep the detector's order (settings.ties says how that differs
+    from the official sort).
     """
 
     name = "geneval"
@@ -61,6 +68,7 @@ class GenEval(Task):
         "classifier": "colour classifier scorer (default clip_openclip; null = the detector's own colours)",
         "object_names": "GenEval's prompts/object_names.txt: the detector's label names by id (default: the "
                         "checkpoint's COCO names with GenEval's three renames)",
+        "position_threshold": "relative_position's margin, GenEval's --options position_threshold (default 0.1)",
         "world_n": "--data shapes: number of world prompts (default 60)",
         "world_seed": "--data shapes: world seed (default 0)",
     }
@@ -75,6 +83,8 @@ class GenEval(Task):
         self.detector = options.get("detector") or ("world_detector" if self.shapes else "detector")
         self.classifier = options.get("classifier", None if self.shapes else "clip_openclip")
         self.class_names = _object_names(options["object_names"]) if options.get("object_names") else None
+        self.position_threshold = _non_negative(options.get("position_threshold", scoring.POSITION_THRESHOLD),
+                                                "position_threshold")
 
     # --- data -------------------------------------------------------------------------------------------------
     def load(self):
@@ -120,6 +130,14 @@ class GenEval(Task):
             write_text(path, "".join(json.dumps(r) + "\n" for r in build_geneval(n=n, seed=seed)))
         return path, DatasetInfo("shapes", "geneval", revision=WORLD_VERSION, sha256=sha256_file(path),
                                  extra={"options": {"n": n, "seed": seed}})
+
+    def read_image_folder(self, folder: Path) -> dict[str, Path]:
+        """`score --images`: GenEval's own layout (tasks/geneval/images.py); n_images defaults to the folder's."""
+        from .images import read_folder
+
+        explicit = int(self.options["n_images"]) if "n_images" in self.options else None
+        files, self.n_images = read_folder(folder, self.docs(), explicit)
+        return files
 
     # --- requests ---------------------------------------------------------------------------------------------
     def stages(self):
@@ -187,7 +205,8 @@ class GenEval(Task):
             def colour_of(cls, source):
                 return source.get("color")
         try:
-            correct, reason = scoring.evaluate(dets, doc["metadata"], colour_of)
+            correct, reason = scoring.evaluate(dets, doc["metadata"], colour_of,
+                                               position_threshold=self.position_threshold)
         except ValueError as e:          # malformed detections or a colour outside GenEval's ten
             return failed("score", e)
         return {"sample": k, "correct": bool(correct), "failed": None, "reason": reason}
@@ -223,8 +242,9 @@ class GenEval(Task):
                 "colour_templates": list(scoring.COLOR_TEMPLATES) if self.classifier else None,
                 "thresholds": {"threshold": scoring.THRESHOLD, "counting_threshold": scoring.COUNTING_THRESHOLD,
                                "max_objects": scoring.MAX_OBJECTS, "max_overlap": scoring.MAX_OVERLAP,
-                               "position_threshold": scoring.POSITION_THRESHOLD,
+                               "position_threshold": self.position_threshold,
                                "crop_background": scoring.BACKGROUND},
+                "ties": TIES,
                 "class_names": "world shapes" if self.shapes else
                 f"object_names {self.options['object_names']}" if self.class_names else
                 f"the checkpoint's COCO names with GenEval's renames {COCO_TO_GENEVAL}",
@@ -246,6 +266,17 @@ class GenEval(Task):
             writer.text(f"{folder}/metadata.jsonl", json.dumps(record["metadata"]) + "\n")
             for entry in (line.get("requests") or {}).get("generate") or []:
                 writer.image(first_image(entry), f"{folder}/samples/{_sample_of(entry):04d}.png")
+
+
+def _non_negative(value, option: str) -> float:
+    """A --task-args number: a real >= 0 (GenEval reads its --options as floats)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if isinstance(value, bool) or not math.isfinite(number) or number < 0:
+        raise DataError(f"--task-args for geneval: {option} must be a number >= 0, got {value!r}")
+    return number
 
 
 def _object_names(path) -> list[str]:

@@ -5,10 +5,13 @@ import csv
 import io
 from collections import defaultdict
 
+from pathlib import Path
+
+from harness.data import content_sha256
 from harness.errors import DataError
 from harness.metrics import bootstrap
-from harness.task import MODEL, Stage, Task, score, scorer_target, understand
-from tasks.common import GREEDY, as_int, as_text, bad_row, load_source, text_of
+from harness.task import MODEL, DatasetInfo, Stage, Task, score, scorer_target, understand
+from tasks.common import GREEDY, as_int, as_text, bad_row, is_local_path, load_source, text_of
 
 from . import lmms as lmms_mmbench
 from . import scoring
@@ -33,8 +36,9 @@ class MMBenchEnDev(Task):
     """MMBench-EN dev with CircularEval (1,164 questions = 4,329 circular rows; lmms-lab/MMBench config en).
 
     Data: default hub copy lmms-lab/MMBench (config `en`, split `dev`, the 20231003 data); `--data
-    hub:lmms-lab-encoder/MMBench` reads lmms-eval's current copy; the official TSV (one row per circular pass)
-    works as --data PATH. The older lmms-lab/MMBench_EN (20230712, 4,377 rows) is a different data version.
+    hub:lmms-lab-encoder/MMBench` reads lmms-eval's current copy; the official TSV (one row per circular pass,
+    images as base64 text, tasks/mmbench/tsv.py) works as --data PATH, and `harness score` also takes it without
+    its image column. The older lmms-lab/MMBench_EN (20230712, 4,377 rows) is a different data version.
     One document per question: all rows with the same index % 1,000,000, doc id str(pass-0 index); one request per
     pass, ref str(index) (what `score` predictions are keyed by). Rows of a group without its pass-0 row are dropped
     and counted (DatasetInfo extra.orphan_groups), as upstream skips them.
@@ -61,7 +65,9 @@ class MMBenchEnDev(Task):
     profiles = ("official", "lmms")
     headline = "circular_accuracy"
     options_help = {"judge": "send answers no rule can parse to the `judge` scorer (default false)"}
-    hub = {"repo": "lmms-lab/MMBench", "config": "en", "split": "dev", "revision": None}
+    # the head of lmms-lab/MMBench's main branch as the hub's file listing shows it ("Upload dataset", 10 commits)
+    hub = {"repo": "lmms-lab/MMBench", "config": "en", "split": "dev",
+           "revision": "56ba1af8954932c4804bd3f522e05ed96e63b654"}
     world = "mmbench"
     has_answers = True
 
@@ -72,8 +78,10 @@ class MMBenchEnDev(Task):
 
     # --- data ---------------------------------------------------------------------------------------------
     def load(self):
-        required = ("index", "question", "image") + (("answer",) if self.has_answers else ())
-        rows, info = load_source(self, self.hub, self.world, image_columns=("image",), required=required)
+        required = ("index", "question") + (() if self.score_only else ("image",)) + \
+            (("answer",) if self.has_answers else ())
+        rows, info = self._tsv(required) or load_source(self, self.hub, self.world, image_columns=("image",),
+                                                        required=required)
         groups: dict[int, list[dict]] = defaultdict(list)
         seen: dict[int, int] = {}
         for n, row in enumerate(rows, 1):
@@ -93,12 +101,27 @@ class MMBenchEnDev(Task):
             info.extra["orphan_groups"] = orphans
         return docs, info
 
+    def _tsv(self, required) -> tuple[list[dict], DatasetInfo] | None:
+        """MMBench's own TSV (base64 image column, or none at all when only scoring), or None for other data."""
+        path = Path(self.data).expanduser() if is_local_path(self.data) else None
+        if path is None or path.suffix.lower() != ".tsv" or not path.is_file():
+            return None
+        from .tsv import read_tsv
+
+        rows = read_tsv(path)
+        for n, row in enumerate(rows, 1):
+            missing = [c for c in required if c not in row]
+            if missing:
+                raise bad_row(str(path), n, missing[0], "missing" + (" (a TSV without images can only be scored: "
+                              "`harness score`)" if missing[0] == "image" else ""))
+        return rows, DatasetInfo("path", str(path), sha256=content_sha256(rows))
+
     def _pass(self, row, n: int, info) -> dict:
         p = dict(row)
         p["index"] = as_int(row["index"], info, n, "index")
         as_text(row["question"], info, n, "question")
-        if row.get("image") is None:
-            raise bad_row(info, n, "image", "no image")
+        if row.get("image") is None and not self.score_only:
+            raise bad_row(info, n, "image", "no image (rows without images can only be scored: `harness score`)")
         choices = scoring.build_choices(p, "official")
         if not choices:
             raise bad_row(info, n, "A", "no options (columns A, B, ...)")
@@ -114,7 +137,7 @@ class MMBenchEnDev(Task):
 
     def stages(self):
         answer = Stage("answer", lambda doc, out: [
-            understand(self._prompt(p), [p["image"]], ref=str(p["index"]),
+            understand(self._prompt(p), [p["image"]] if p.get("image") is not None else [], ref=str(p["index"]),
                        max_new_tokens=MAX_NEW_TOKENS[self.profile], **GREEDY) for p in doc["passes"]], uses=(MODEL,))
         if not self.judge:
             return [answer]

@@ -290,6 +290,17 @@ def score_sample(response: str, question_type: str, options: str | Sequence[str]
     return {"parsed_pred": preds, "correct": eval_open(gold, preds), "random_fallback": False}
 
 
+def score_answer_key(prediction: str, question_type: str, answer: Any) -> dict:
+    """main_eval_only.py's scoring against the answer key (answer_dict_val.json), which holds no options: a
+    multiple-choice prediction is the letter the model's run has already parsed and is compared as it is; an open
+    one goes through parse_open_response."""
+    gold = parse_gold(answer)
+    if question_type == "multiple-choice":
+        return {"parsed_pred": prediction, "correct": eval_multi_choice(gold, prediction), "random_fallback": False}
+    preds = parse_open_response(prediction)
+    return {"parsed_pred": preds, "correct": eval_open(gold, preds), "random_fallback": False}
+
+
 # ---------------------------------------------------------------- aggregation
 def subject_from_id(sample_id: str) -> str:
     """``validation_Art_Theory_12`` -> ``Art_Theory``."""

@@ -1,11 +1,15 @@
 """MMMU tasks (`mmmu_val`, `mmmu_dev`): multiple-choice and open questions over 30 subjects, official parsers."""
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
+from harness.data import content_sha256
+from harness.errors import DataError
 from harness.metrics import mean
-from harness.task import MODEL, Stage, Task, understand
-from tasks.common import GREEDY, as_text, bad_row, check_unique, load_source, text_of
+from harness.task import MODEL, DatasetInfo, Stage, Task, understand
+from tasks.common import GREEDY, as_text, bad_row, check_unique, is_local_path, load_source, text_of
 
 from . import lmms as lmms_mmmu
 from . import scoring
@@ -27,7 +31,9 @@ class MMMUVal(Task):
     lmms-eval's current copy; MMMU/MMMU's per-subject configs have the same columns (give a local merged copy).
     Documents are questions, doc id = the `id` column ("validation_Art_1"). Every image referenced as <image k> in
     the question or the options is passed, in image_k order (as lmms-eval does; LLaVA-1.5 passed only image_1).
-    Greedy, max_new_tokens 128.
+    Greedy, max_new_tokens 128. `harness score` also takes rows without their image columns, and MMMU's answer key
+    (answer_dict_val.json, {id: {question_type, ground_truth}}), scored as main_eval_only.py scores it: its
+    multiple-choice predictions must be the already parsed letter (compared as is), open ones are parsed.
     Profiles (scoring.py has the parsers):
     * official - MMMU eval_utils.py; prompt "(A) o1\\n" options, a blank line, then the instruction; open:
       "{question}\\nAnswer the question using a single word or phrase.".
@@ -48,16 +54,49 @@ class MMMUVal(Task):
     description = "MMMU validation: accuracy over 30 subjects (lmms-lab/MMMU, split validation)"
     profiles = ("official", "lmms")
     headline = "accuracy"
-    hub = {"repo": "lmms-lab/MMMU", "config": None, "split": "validation", "revision": None}
+    # the head of lmms-lab/MMMU's main branch as the hub's file listing shows it ("Update README.md", 4 commits)
+    hub = {"repo": "lmms-lab/MMMU", "config": None, "split": "validation",
+           "revision": "364f2e2eb107b36e07ff4c5a15f5947a759cef47"}
     world = "mmmu"
 
     # --- data ---------------------------------------------------------------------------------------------
     def load(self):
+        key = self._answer_key()
+        if key is not None:
+            return key
         rows, info = load_source(self, self.hub, self.world, image_columns=IMAGE_COLUMNS,
                                  required=("id", "question", "options", "answer", "question_type"))
         docs = [self._doc(row, n, info) for n, row in enumerate(rows, 1)]
         check_unique([d["doc_id"] for d in docs], info, "id")
         return docs, info
+
+    def _answer_key(self):
+        """Documents from MMMU's answer key ({id: {question_type, ground_truth}}, as main_eval_only.py reads it), or
+        None when --data is not one. It has no questions, options or images, so it can only score predictions."""
+        path = Path(self.data).expanduser() if is_local_path(self.data) else None
+        if path is None or path.suffix != ".json" or not path.is_file():
+            return None
+        try:
+            key = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            return None                 # not an answer key: the table loader names the problem
+        if not (isinstance(key, dict) and key and all(isinstance(v, dict) and "ground_truth" in v
+                                                      for v in key.values())):
+            return None
+        if not self.score_only:
+            raise DataError(f"--data {path}: MMMU's answer key has no questions, options or images; it can only "
+                            "score predictions (`harness score`); give the dataset rows to evaluate a model")
+        docs = []
+        for n, (doc_id, entry) in enumerate(key.items(), 1):
+            try:
+                subject = scoring.subject_from_id(doc_id)
+            except ValueError:
+                raise bad_row(str(path), n, "id", f"{doc_id!r} is not <split>_<Subject>_<number>") from None
+            docs.append({"doc_id": doc_id, "subject": subject, "question": None, "options": [],
+                         "question_type": as_text(entry.get("question_type"), str(path), n, "question_type"),
+                         "answer": entry["ground_truth"], "images": [], "answer_key": True})
+        return docs, DatasetInfo("path", str(path), sha256=content_sha256(docs),
+                                 extra={"format": "answer key (main_eval_only.py)"})
 
     def _doc(self, row, n: int, info) -> dict:
         doc_id = as_text(row["id"], info, n, "id")
@@ -80,6 +119,8 @@ class MMMUVal(Task):
         for k in refs:
             column = f"image_{k}"
             if row.get(column) is None:
+                if self.score_only:        # scoring stored predictions needs no pixels
+                    continue
                 raise bad_row(info, n, column, f"the question refers to <image {k}> but the row has no {column}")
             images.append(row[column])
         return {"doc_id": doc_id, "subject": subject, "question": question, "options": options,
@@ -88,6 +129,8 @@ class MMMUVal(Task):
     # --- requests and scoring -----------------------------------------------------------------------------
     def stages(self):
         def build(doc, out):
+            if doc.get("answer_key"):       # no question to ask: only a stored prediction can answer it
+                return [understand("", [], ref=doc["doc_id"])]
             text = scoring.build_prompt(doc["question"], doc["options"], doc["question_type"], self.profile)
             return [understand(text, doc["images"], ref=doc["doc_id"], max_new_tokens=MAX_NEW_TOKENS, **GREEDY)]
         return [Stage("answer", build, uses=(MODEL,))]
@@ -97,7 +140,10 @@ class MMMUVal(Task):
         record = {"id": doc["doc_id"], "subject": doc["subject"], "question_type": doc["question_type"],
                   "answer": doc["answer"], "n_choices": len(doc["options"]), "prediction": text,
                   "failed": text is None, "parsed_pred": None, "correct": False, "needs_random_fallback": False}
-        if text is not None:
+        if text is not None and doc.get("answer_key"):
+            s = scoring.score_answer_key(text, doc["question_type"], doc["answer"])
+            record.update(parsed_pred=s["parsed_pred"], correct=bool(s["correct"]))
+        elif text is not None:
             # rng=None: an unparsed choice is left for aggregate(), which draws in document order
             s = scoring.score_sample(text, doc["question_type"], doc["options"], doc["answer"], None, self.profile)
             record.update(parsed_pred=s["parsed_pred"], correct=bool(s["correct"]),

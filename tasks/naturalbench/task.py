@@ -19,7 +19,8 @@ class NaturalBench(Task):
     """NaturalBench (1,900 groups of 2 questions x 2 images = 7,600 VQA samples; BaiqiL/NaturalBench split train).
 
     Data: the official grouped schema (Index, Image_0, Image_1, Question_0/1, Image_k_Question_j, Question_Type,
-    Source); the flattened BaiqiL/NaturalBench-lmms-eval copy is not read. One document per group, doc id
+    Source; `harness score` also takes the rows without their image columns); the flattened
+    BaiqiL/NaturalBench-lmms-eval copy is not read. One document per group, doc id
     str(Index); four requests in the order (q0,i0), (q0,i1), (q1,i0), (q1,i1), ref "{Index}:q{j}:i{k}".
     Prompt: question + "Please answer Yes or No." (yes_no) or + "Please output the letter corresponding to the
     correct option." (multiple_choice); greedy, max_new_tokens 16 (lmms-eval).
@@ -39,12 +40,15 @@ class NaturalBench(Task):
     description = "NaturalBench: group accuracy G-Acc over 1,900 groups (BaiqiL/NaturalBench, split train)"
     profiles = ("official", "lmms")
     headline = "g_acc"
-    hub = {"repo": "BaiqiL/NaturalBench", "config": None, "split": "train", "revision": None}
+    hub = {"repo": "BaiqiL/NaturalBench", "config": None, "split": "train", "revision": None,
+           "unpinned": "no commit of it could be checked for this release"}
     world = "naturalbench"
 
     # --- data ---------------------------------------------------------------------------------------------
     def load(self):
-        rows, info = load_source(self, self.hub, self.world, image_columns=IMAGE_COLUMNS, required=REQUIRED)
+        # scoring stored predictions needs the questions and answers, not the pixels
+        required = [c for c in REQUIRED if not (self.score_only and c in IMAGE_COLUMNS)]
+        rows, info = load_source(self, self.hub, self.world, image_columns=IMAGE_COLUMNS, required=required)
         docs = [self._doc(row, n, info) for n, row in enumerate(rows, 1)]
         check_unique([d["doc_id"] for d in docs], info, "Index")
         return docs, info
@@ -55,8 +59,8 @@ class NaturalBench(Task):
         if qtype not in scoring.QUESTION_TYPES:
             raise bad_row(info, n, "Question_Type", f"expected one of {scoring.QUESTION_TYPES}, got {qtype!r}")
         for column in IMAGE_COLUMNS:
-            if row.get(column) is None:
-                raise bad_row(info, n, column, "no image")
+            if row.get(column) is None and not self.score_only:
+                raise bad_row(info, n, column, "no image (rows without images can only be scored: `harness score`)")
         gt = []
         for i, j in scoring.SAMPLE_ORDER:
             column = f"Image_{j}_Question_{i}"
@@ -66,13 +70,14 @@ class NaturalBench(Task):
                 raise bad_row(info, n, column, str(e)) from None
         return {"doc_id": str(index), "index": index, "question_type": qtype, "gt": gt,
                 "questions": [as_text(row[f"Question_{i}"], info, n, f"Question_{i}") for i in (0, 1)],
-                "images": [row[c] for c in IMAGE_COLUMNS]}
+                "images": [row.get(c) for c in IMAGE_COLUMNS]}
 
     # --- requests and scoring -----------------------------------------------------------------------------
     def stages(self):
         def build(doc, out):
             return [understand(scoring.build_prompt(doc["questions"][i], doc["question_type"], self.profile),
-                               [doc["images"][j]], ref=f"{doc['index']}:q{i}:i{j}",
+                               [doc["images"][j]] if doc["images"][j] is not None else [],
+                               ref=f"{doc['index']}:q{i}:i{j}",
                                max_new_tokens=MAX_NEW_TOKENS, **GREEDY)
                     for i, j in scoring.SAMPLE_ORDER]
         return [Stage("answer", build, uses=(MODEL,))]

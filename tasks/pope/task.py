@@ -52,7 +52,7 @@ class POPE(Task):
     folder of files) takes that schema, or the official JSON-lines files coco_pope_{random,popular,adversarial}.json
     (question_id, image, text, label; the split comes from the file name), whose image file names are looked up
     in the folder given by the option `image_root`, next to the file, or in val2014/ beside it or one level up
-    (LLaVA's layout).
+    (LLaVA's layout); `harness score` needs no images, so the official files alone are enough there.
     Doc id: str(question_id); the official files number each split 1..3000, so when ids repeat across splits every
     doc id becomes "{category}:{question_id}". Records carry the category.
     Prompt (both profiles): "{question.strip()}\\nAnswer the question using a single word or phrase.", greedy,
@@ -75,6 +75,7 @@ class POPE(Task):
     profiles = ("official", "lmms")
     headline = "f1"
     options_help = {"image_root": "folder holding the COCO images named in official POPE files"}
+    hub = HUB
     world = "pope"
 
     # --- data ---------------------------------------------------------------------------------------------
@@ -83,8 +84,9 @@ class POPE(Task):
             rows = self._local_rows(Path(self.data).expanduser())
             info = DatasetInfo("path", str(self.data), sha256=content_sha256(rows))
         else:
-            raw, info = load_source(self, HUB, self.world, image_columns=("image",),
-                                    required=("question_id", "question", "answer", "image"))
+            raw, info = load_source(self, self.hub, self.world, image_columns=("image",),
+                                    required=("question_id", "question", "answer")
+                                    + (() if self.score_only else ("image",)))
             rows = [self._hf_row(r, n, info) for n, r in enumerate(raw, 1)]
         ids = [str(r["question_id"]) for r in rows]
         if len(set(ids)) < len(ids):
@@ -101,14 +103,14 @@ class POPE(Task):
         label = str(row["answer"]).strip().lower()
         if label not in ("yes", "no"):
             raise bad_row(where, n, "answer", f"expected yes or no, got {row['answer']!r}")
-        if row.get("image") is None:
-            raise bad_row(where, n, "image", "no image")
+        if row.get("image") is None and not self.score_only:
+            raise bad_row(where, n, "image", "no image (rows without images can only be scored: `harness score`)")
         qid = row["question_id"]
         if isinstance(qid, bool) or not isinstance(qid, (int, str)) or not str(qid).strip():
             raise bad_row(where, n, "question_id", f"expected an integer or a text id, got {qid!r}")
         return {"question_id": qid,
                 "question": as_text(row["question"], where, n, "question"), "label": label,
-                "category": str(row.get("category") or category or "all"), "image": row["image"]}
+                "category": str(row.get("category") or category or "all"), "image": row.get("image")}
 
     def _local_rows(self, path: Path) -> list[dict]:
         if not path.exists():
@@ -133,14 +135,15 @@ class POPE(Task):
             if not isinstance(name, str) or not name:
                 raise bad_row(str(f), n, "image", "expected an image file name")
             category = str(row.get("category") or _category_from_name(f.stem))
+            path = self._find_image(name, f, n)
             fixed = {"question_id": row.get("question_id"), "question": row["text"], "answer": row["label"],
-                     "category": category, "image": Image(path=self._find_image(name, f, n))}
+                     "category": category, "image": Image(path=path) if path is not None else None}
             if fixed["question_id"] is None:
                 raise bad_row(str(f), n, "question_id", "missing")
             return self._hf_row(fixed, n, str(f))
         if "question" in row and "answer" in row:  # the lmms-lab/POPE schema
             row = dict(row)
-            for col in ("question_id", "image"):
+            for col in ("question_id",) + (() if self.score_only else ("image",)):
                 if col not in row:
                     raise bad_row(str(f), n, col, "missing")
             if row.get("image") is not None and not isinstance(row["image"], Image):
@@ -152,17 +155,23 @@ class POPE(Task):
                         f"the lmms-lab/POPE schema (question_id, question, answer, category, image); "
                         f"columns: {', '.join(sorted(row))}")
 
-    def _find_image(self, name: str, f: Path, n: int) -> Path:
+    def _find_image(self, name: str, f: Path, n: int) -> Path | None:
+        """The COCO file the row names (None when only scoring: the answers need no pixels)."""
         roots = ([Path(self.options["image_root"]).expanduser()] if self.options.get("image_root") else []) + [
             f.parent, f.parent / "val2014", f.parent.parent / "val2014"]
+        if Path(name).name != name:
+            raise bad_row(str(f), n, "image", f"expected a file name, got the path {name!r}")
         for root in roots:
             if (root / name).exists():
                 return root / name
+        if self.score_only:
+            return None
         raise bad_row(str(f), n, "image", f"image file {name} not found in {', '.join(map(str, roots))}")
 
     # --- requests and scoring -----------------------------------------------------------------------------
     def stages(self):
-        return [Stage("answer", lambda doc, out: [understand(f"{doc['question'].strip()}\n{SUFFIX}", [doc["image"]],
+        return [Stage("answer", lambda doc, out: [understand(f"{doc['question'].strip()}\n{SUFFIX}",
+                                                             [doc["image"]] if doc["image"] is not None else [],
                                                              ref=doc["doc_id"], max_new_tokens=MAX_NEW_TOKENS,
                                                              **GREEDY)], uses=(MODEL,))]
 

@@ -28,16 +28,19 @@ CAPTION_PROMPT = (
 Similarities = Union[Sequence[Optional[float]], Mapping[str, Optional[float]]]
 
 
+# torch.nn.functional.normalize's default eps: UAE normalises every embedding as x / max(||x||, eps)
+NORMALIZE_EPS = 1e-12
+
+
 def cosine_similarity(a, b) -> Union[float, np.ndarray]:
-    """Cosine of L2-normalised vectors; row-wise for 2-D inputs of equal shape."""
+    """Cosine of L2-normalised vectors, normalised as UAE does (F.normalize: x / max(||x||, 1e-12)), so an all-zero
+    embedding gives similarity 0 rather than an error; row-wise for 2-D inputs of equal shape."""
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     if a.shape != b.shape or a.ndim not in (1, 2) or a.shape[-1] == 0:
         raise ValueError(f"embeddings must be equal-shaped 1-D or 2-D arrays, got {a.shape} and {b.shape}")
-    na = np.linalg.norm(a, axis=-1, keepdims=True)
-    nb = np.linalg.norm(b, axis=-1, keepdims=True)
-    if not (np.all(na > 0) and np.all(nb > 0)):
-        raise ValueError("cannot normalise a zero embedding")
+    na = np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), NORMALIZE_EPS)
+    nb = np.maximum(np.linalg.norm(b, axis=-1, keepdims=True), NORMALIZE_EPS)
     sims = np.sum((a / na) * (b / nb), axis=-1)
     return float(sims) if sims.ndim == 0 else sims
 

@@ -74,6 +74,7 @@ class UnifiedBench(Task):
             raise DataError(f"{self.name}: failure_mode must be one of {', '.join(scoring.FAILURE_MODES)}")
         self.size = options.get("size")
         self.mismatched = bool(options.get("mismatched", self.set == "world"))
+        self.from_folder = False        # reconstructions read from a folder (`score --images`): nothing to caption
 
     # --- data -------------------------------------------------------------------------------------------------
     def load(self):
@@ -116,8 +117,33 @@ class UnifiedBench(Task):
             write_bytes(folder / "complete", b"")
         return folder, "shapes", "unified_bench", WORLD_VERSION, {"options": opts}
 
+    def read_image_folder(self, folder: Path) -> dict[str, Path]:
+        """`score --images`: one reconstruction per reference image, paired as UAE's Score_i2i.py pairs them: the
+        same file name, else the same stem, else recon_<stem>. A reference without one is a failed round trip."""
+        files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+        by_name = {p.name: p for p in files}
+        by_stem: dict[str, list[Path]] = {}
+        for p in files:
+            by_stem.setdefault(p.stem, []).append(p)
+        found = {}
+        for doc in self.docs():
+            stem = Path(doc["name"]).stem
+            for candidates in ([by_name[doc["name"]]] if doc["name"] in by_name else [],
+                               by_stem.get(stem, []), by_stem.get(f"recon_{stem}", [])):
+                if len(candidates) > 1:
+                    raise DataError(f"--images {folder}: {', '.join(sorted(p.name for p in candidates))} could all "
+                                    f"be the reconstruction of {doc['name']}; keep one")
+                if candidates:
+                    found[doc["doc_id"]] = candidates[0]
+                    break
+        self.from_folder = True
+        return found
+
     # --- requests ---------------------------------------------------------------------------------------------
     def stages(self):
+        if self.from_folder:
+            return [Stage("regenerate", lambda doc, out: [generate("", ref=doc["doc_id"])]),
+                    Stage("score", self._build_score)]
         return [Stage("caption", lambda doc, out: [understand(scoring.CAPTION_PROMPT, [doc["image"]],
                                                               ref=doc["doc_id"], **CAPTION_PARAMS)], uses=(MODEL,)),
                 Stage("regenerate", self._build_regenerate, uses=(MODEL,)),
@@ -167,10 +193,11 @@ class UnifiedBench(Task):
     def process(self, doc, outputs):
         rec = {"name": doc["name"], "caption": None, "failed": None, "error": None,
                "similarities": {b: None for b in self.backbones}}
-        cap = outputs["caption"][0]
-        if not cap.ok or not isinstance(cap.text, str):
-            return {**rec, "failed": "caption", "error": cap.error or "no caption"}
-        rec["caption"] = cap.text
+        if not self.from_folder:
+            cap = outputs["caption"][0]
+            if not cap.ok or not isinstance(cap.text, str):
+                return {**rec, "failed": "caption", "error": cap.error or "no caption"}
+            rec["caption"] = cap.text
         if _reconstruction(outputs) is None:
             gen = outputs["regenerate"][0]
             return {**rec, "failed": "regenerate", "error": gen.error or "no image"}
@@ -253,7 +280,9 @@ class UnifiedBench(Task):
                 "image_size": self.size or "model default", "failure_mode": self.failure_mode,
                 "failure_rule": "failed round trips score 0 and are counted" if self.failure_mode == "zero"
                 else "failed round trips are left out (UAE Score_i2i.py)",
-                "mismatched_control": self.mismatched}
+                "mismatched_control": self.mismatched,
+                **({"reconstructions": "read from an image folder (score --images); no captions"}
+                   if self.from_folder else {})}
 
     export_layout = "unified_bench"
 

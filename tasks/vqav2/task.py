@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, Mapping
 
 from harness.data import load_rows
@@ -36,7 +37,9 @@ class VQAv2Val(Task):
     """VQAv2 validation (214,354 questions of lmms-lab/VQAv2, split `validation`), scored with VQA accuracy.
 
     Data: default hub copy lmms-lab/VQAv2 (the id most papers and older lmms-eval used); `--data
-    hub:lmms-lab-encoder/VQAv2` reads lmms-eval's current copy. Documents are questions, doc id str(question_id).
+    hub:lmms-lab-encoder/VQAv2` reads lmms-eval's current copy; `--data PATH` rows in that schema, or the official
+    questions + annotations JSON files (the pair vqaEval.py reads; images from the option image_root;
+    official_files.py). `harness score` needs no images. Documents are questions, doc id str(question_id).
     Prompt (both profiles): "{question}\\nAnswer the question using a single word or phrase.", greedy,
     max_new_tokens 16 (lmms-eval; TorchUMM joins with a space instead, not reproduced).
     Profiles (scoring.py has the rules):
@@ -53,25 +56,46 @@ class VQAv2Val(Task):
     description = "VQAv2 validation: VQA accuracy (lmms-lab/VQAv2, split validation)"
     profiles = ("official", "lmms")
     headline = "accuracy"
-    hub = {"repo": "lmms-lab/VQAv2", "config": None, "split": "validation", "revision": None}
+    options_help = {"image_root": "folder of the COCO images the official questions file names by image_id"}
+    # the head of lmms-lab/VQAv2's main branch as the hub's file listing shows it ("Update README.md", 138 commits)
+    hub = {"repo": "lmms-lab/VQAv2", "config": None, "split": "validation",
+           "revision": "32665d35052eb4a6d4414851c3c829a72754915a"}
     world = "vqav2"
     #: test splits have no public answers
     has_answers = True
 
     # --- data ---------------------------------------------------------------------------------------------
     def load(self):
-        required = ("question_id", "question", "image") + (("answers",) if self.has_answers else ())
-        rows, info = load_source(self, self.hub, self.world, image_columns=("image",), required=required)
+        required = ("question_id", "question") + (() if self.score_only else ("image",)) + \
+            (("answers",) if self.has_answers else ())
+        rows, info = self._official_files() or load_source(self, self.hub, self.world, image_columns=("image",),
+                                                          required=required)
         docs = [self._doc(row, n, info) for n, row in enumerate(rows, 1)]
         check_unique([d["doc_id"] for d in docs], info, "question_id")
         return docs, info
 
+    def _official_files(self):
+        """Rows from the official questions (+ annotations) JSON files at --data, or None for any other data."""
+        if not is_local_path(self.data):
+            return None
+        from harness.data import content_sha256
+        from harness.task import DatasetInfo
+
+        from .official_files import read_official
+
+        path = Path(self.data).expanduser()
+        rows = read_official(path, self.has_answers, self.options.get("image_root"), self.score_only)
+        if rows is None:
+            return None
+        return rows, DatasetInfo("path", str(path), sha256=content_sha256(rows),
+                                 extra={"format": "official questions + annotations JSON"})
+
     def _doc(self, row: Mapping[str, Any], n: int, info) -> dict:
         qid = as_int(row["question_id"], info, n, "question_id")
-        if row.get("image") is None:
-            raise bad_row(info, n, "image", "no image")
+        if row.get("image") is None and not self.score_only:
+            raise bad_row(info, n, "image", "no image (rows without images can only be scored: `harness score`)")
         doc = {"doc_id": str(qid), "question_id": qid, "question": as_text(row["question"], info, n, "question"),
-               "image": row["image"], "answer_type": row.get("answer_type"),
+               "image": row.get("image"), "answer_type": row.get("answer_type"),
                "question_type": row.get("question_type")}
         if self.has_answers:
             answers = row["answers"]
@@ -85,7 +109,8 @@ class VQAv2Val(Task):
 
     # --- requests and scoring -----------------------------------------------------------------------------
     def stages(self):
-        return [Stage("answer", lambda doc, out: [understand(build_prompt(doc["question"]), [doc["image"]],
+        return [Stage("answer", lambda doc, out: [understand(build_prompt(doc["question"]),
+                                                             [doc["image"]] if doc["image"] is not None else [],
                                                              ref=doc["doc_id"], max_new_tokens=MAX_NEW_TOKENS,
                                                              **GREEDY)], uses=(MODEL,))]
 
@@ -138,7 +163,8 @@ class VQAv2TestDev(VQAv2Val):
     description = "VQAv2 test-dev: EvalAI submission file (lmms-lab/VQAv2, split testdev)"
     profiles = ("official",)
     headline = "answered"
-    options_help = {"test_questions": "VQAv2 test2015 questions file: every question the EvalAI submission must hold"}
+    options_help = {**VQAv2Val.options_help,
+                    "test_questions": "VQAv2 test2015 questions file: every question the EvalAI submission must hold"}
     display_scale = 1.0
     hub = {**VQAv2Val.hub, "split": "testdev"}
     has_answers = False
@@ -162,14 +188,17 @@ class VQAv2TestDev(VQAv2Val):
             return [as_int(r["question_id"], str(path), n, "question_id") for n, r in enumerate(rows, 1)], str(path)
         if self.data is not None and (is_local_path(self.data) or self.data.startswith("shapes")):
             return None, "evaluated questions only (no test2015 question list for local or world data)"
-        repo = self.hub["repo"] if self.data is None else self.data[len("hub:"):].partition("@")[0]
+        if self.data is None:
+            repo, revision = self.hub["repo"], self.hub["revision"]
+        else:
+            repo, _, revision = self.data[len("hub:"):].partition("@")
         try:
             from harness.hub import online
 
             online()            # unreachable hub: read the cache only, no retries
             import datasets
 
-            ds = datasets.load_dataset(repo, self.hub["config"], split="test")
+            ds = datasets.load_dataset(repo, self.hub["config"], split="test", revision=revision or None)
             return [int(q) for q in ds.select_columns(["question_id"])["question_id"]], f"{repo} split test"
         except Exception as e:  # offline or missing: keep the answers, say what is incomplete
             return None, f"evaluated questions only ({repo} split test unavailable: {type(e).__name__})"

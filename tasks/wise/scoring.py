@@ -1,4 +1,5 @@
-"""WISE scoring: judge-answer parsing, WiScore, category means and Overall.
+"""WISE scoring: WiScore, category means and Overall, prompt files and the judge prompt (replies are read by
+parsing.py).
 
 Sources: PKU-YuanGroup/WISE@eb51174 — legacy (`WISE_legacy/gpt_eval.py` + `Calculate.py`) and
 WISE_Verified (`vllm_eval.py` + `calculate_verified.py`). The judge prompt text is not shipped here:
@@ -39,76 +40,15 @@ JUDGE_SETTINGS = {
 UPSTREAM_REPO, UPSTREAM_COMMIT = "PKU-YuanGroup/WISE", "eb51174"
 UPSTREAM_FILES = {"legacy": "WISE_legacy/gpt_eval.py", "verified": "vllm_eval.py"}
 ROW_FIELDS = ("Prompt", "Explanation", "Category", "Subcategory", "prompt_id", "Hint")
-LEGACY_KEYS = ("consistency", "realism", "aesthetic_quality")
-
-# The official class is `[::]`: two ASCII colons, so a full-width colon does not match.
-_LEGACY_RE = re.compile(r"\*{0,2}(Consistency|Realism|Aesthetic Quality)\*{0,2}\s*[::]?\s*(\d)", re.IGNORECASE)
-_VERIFIED_RE = re.compile(r"\*{0,2}Score\*{0,2}\s*[::]?\s*([01])\b", re.IGNORECASE)
-_THINK_RE = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
+# how many times the judge is asked about one image before the prompt counts as a failure: both official
+# loops (gpt_eval.py, vllm_eval.py) make up to 3 attempts, re-asking when a reply yields no score
+JUDGE_ATTEMPTS = {"legacy": 3, "verified": 3}
 
 
 def _check_protocol(protocol: str) -> str:
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown WISE protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
     return protocol
-
-
-@dataclass(frozen=True)
-class ParsedJudgement:
-    scores: Optional[dict[str, int]]  # legacy: consistency/realism/aesthetic_quality; verified: score
-    error: Optional[str] = None
-    method: Optional[str] = None  # "named" (regex) or "bare" (number-only lines fallback)
-
-    @property
-    def ok(self) -> bool:
-        return self.scores is not None
-
-
-def _bare_lines(text: str, allowed: str) -> list[int]:
-    return [int(s) for s in (line.strip() for line in text.splitlines()) if len(s) == 1 and s in allowed]
-
-
-def parse_legacy(text: str) -> ParsedJudgement:
-    """Three 0-2 scores from a legacy judge answer. Values outside 0-2 are parse failures (the official
-    code lets them through); any named match, even partial, rules out the bare-number fallback."""
-    if not isinstance(text, str):
-        return ParsedJudgement(None, "judge answer is not text")
-    found: dict[str, int] = {}
-    for name, value in _LEGACY_RE.findall(text):
-        found[name.lower().replace(" ", "_")] = int(value)  # later lines overwrite, as in the official dict
-    method = "named"
-    if not found:
-        bare = _bare_lines(text, "012")
-        if len(bare) != 3:
-            return ParsedJudgement(None, "no score lines found")
-        found, method = dict(zip(LEGACY_KEYS, bare)), "bare"
-    missing = [k for k in LEGACY_KEYS if k not in found]
-    if missing:
-        return ParsedJudgement(None, f"missing {', '.join(missing)}", method)
-    bad = {k: v for k, v in found.items() if not 0 <= v <= 2}
-    if bad:
-        return ParsedJudgement(None, "out of range 0-2: " + ", ".join(f"{k}={v}" for k, v in bad.items()), method)
-    return ParsedJudgement({k: found[k] for k in LEGACY_KEYS}, None, method)
-
-
-def strip_think(text: str) -> str:
-    text = _THINK_RE.sub("", text)
-    # A template that opens the block in the prompt leaves only the closing tag in the answer.
-    return re.split(r"</think>", text, flags=re.IGNORECASE)[-1]
-
-
-def parse_verified(text: str) -> ParsedJudgement:
-    """Binary WISE_Verified score: the first `Score: 0/1` match, else exactly one bare 0/1 line."""
-    if not isinstance(text, str):
-        return ParsedJudgement(None, "judge answer is not text")
-    text = strip_think(text)
-    m = _VERIFIED_RE.search(text)
-    if m:
-        return ParsedJudgement({"score": int(m.group(1))}, None, "named")
-    bare = _bare_lines(text, "01")
-    if len(bare) == 1:
-        return ParsedJudgement({"score": bare[0]}, None, "bare")
-    return ParsedJudgement(None, "no 'Score: 0/1' found" if not bare else f"{len(bare)} bare 0/1 lines")
 
 
 def wiscore(consistency: float, realism: float, aesthetic_quality: float) -> float:

@@ -1,5 +1,5 @@
 """WISE: generate one image per knowledge prompt -> a vision-language judge scores it -> WiScore / binary score ->
-category means -> weighted Overall (tasks/wise/scoring.py holds every rule).
+category means -> weighted Overall (tasks/wise/scoring.py holds the rules, parsing.py reads the judge's replies).
 
 Profiles:
 * legacy (default): the original WISE protocol. Judge gpt-4o-2024-05-13 at temperature 0, max_tokens 2000, the
@@ -9,10 +9,14 @@ Profiles:
   scorer with --scorer-args), binary `Score: 0/1`, its weights and id ranges.
 * lmms: lmms-eval's WISE task: legacy rubric with max_tokens 128, failures (generation, judge, parse) score 0,
   Overall renormalised over the categories present.
+Judge attempts: as both official loops (and lmms-eval) do, the judge is asked again, up to 3 attempts per image,
+when its reply yields no score or the request fails; stages judge, judge_2, judge_3 hold the attempts, each cached as
+its own request. Records carry judge_attempts; details.judge_attempts counts them.
 Failures are never dropped silently: details count failed generations, judge errors and parse failures.
 """
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -24,9 +28,10 @@ from harness.task import MODEL, Stage, Task, data_kind, generate, score, scorer_
 from tasks.common import load_source
 from tasks.downloads import cached_file
 
-from . import scoring
+from . import parsing, scoring
 
-HUB = {"repo": "Yuwei-Niu/WISE", "config": None, "split": "test", "revision": None}
+HUB = {"repo": "Yuwei-Niu/WISE", "config": None, "split": "test", "revision": None,
+       "unpinned": "no commit of it could be checked for this release"}
 RAW = f"https://raw.githubusercontent.com/{scoring.UPSTREAM_REPO}/{scoring.UPSTREAM_COMMIT}"
 # WISE-Verified prompt files (data_verified/ at the pinned commit), by sha256
 VERIFIED_FILES = {
@@ -35,6 +40,8 @@ VERIFIED_FILES = {
     "natural_science_verified.json": "6f346c336f16f611e5c73e0fcacdccb336c200d534cf111526b22d50ea912555",
 }
 LMMS_MAX_TOKENS = 128
+# lmms-eval's WISE task asks up to MAX_EXTRACT_RETRIES = 3 times when a reply does not parse, as upstream does
+LMMS_ATTEMPTS = 3
 # what the world's rule judge is sent: it reads the Explanation from params, the text is for people reading samples
 WORLD_JUDGE_TEMPLATE = 'PROMPT: "{Prompt}"\nEXPLANATION: "{Explanation}"'
 
@@ -54,6 +61,7 @@ class WISE(Task):
     description = "WISE: world-knowledge text-to-image, WiScore with category weights (legacy GPT-4o judge)"
     profiles = ("legacy", "verified", "lmms")
     headline = "overall"
+    hub = HUB
     options_help = {
         "judge": "judge scorer (default judge; world_judge with --data shapes; e.g. judge_local)",
         "judge_prompt": "judge prompt file: the upstream gpt_eval.py / vllm_eval.py or JSON {system, user}",
@@ -91,7 +99,7 @@ class WISE(Task):
         elif self.protocol == "verified" and self.data is None:
             rows, info = self._verified_default()
         else:
-            rows, info = load_source(self, HUB, "wise", required=scoring.ROW_FIELDS[:5])
+            rows, info = load_source(self, self.hub, "wise", required=scoring.ROW_FIELDS[:5])
         try:
             rows = scoring.validate_prompt_rows([_plain(r) for r in rows], info.name)
         except ValueError as e:
@@ -107,6 +115,12 @@ class WISE(Task):
             return scoring.load_prompts(Path(path).expanduser())
         except (ValueError, FileNotFoundError) as e:
             raise DataError(str(e)) from None
+
+    def read_image_folder(self, folder: Path) -> dict[str, Path]:
+        """`score --images`: WISE's own layout (gpt_eval.py, vllm_eval.py), one {prompt_id}.png per prompt. A prompt
+        without its file is a failed generation, as in a run (the official scripts skip it; Overall is refused)."""
+        files = {p.name: p for p in folder.iterdir() if p.is_file()}
+        return {d["doc_id"]: files[f"{d['prompt_id']}.png"] for d in self.docs() if f"{d['prompt_id']}.png" in files}
 
     def _verified_default(self):
         from harness.data import content_sha256
@@ -139,16 +153,25 @@ class WISE(Task):
 
     # --- requests ---------------------------------------------------------------------------------------------
     def stages(self):
-        return [Stage("generate", self._build_generate, uses=(MODEL,)),
-                Stage("judge", self._build_judge, uses=(scorer_target(self.judge),))]
+        # one stage per judge attempt: a later attempt asks again only about the images whose earlier replies the
+        # official loop would re-ask, and each attempt is a request of its own (cached, never asked twice)
+        attempts = [Stage(_attempt_stage(k), functools.partial(self._build_judge, attempt=k),
+                          uses=(scorer_target(self.judge),)) for k in range(1, self.attempts + 1)]
+        return [Stage("generate", self._build_generate, uses=(MODEL,)), *attempts]
+
+    @property
+    def attempts(self) -> int:
+        return LMMS_ATTEMPTS if self.profile == "lmms" else scoring.JUDGE_ATTEMPTS[self.protocol]
 
     def _build_generate(self, doc, out):
         params = {"size": self.size} if self.size else {}
         return [generate(doc["Prompt"], ref=doc["doc_id"], **params)]   # the raw Prompt, no template
 
-    def _build_judge(self, doc, out):
+    def _build_judge(self, doc, out, attempt: int = 1):
         gen = out["generate"][0]
         if not gen.ok or not gen.images:
+            return []
+        if attempt > 1 and not self._reask(out.get(_attempt_stage(attempt - 1)) or []):
             return []
         if self.prompt is None:
             self.prompt = self._judge_prompt()
@@ -159,8 +182,20 @@ class WISE(Task):
             params["system"] = self.prompt.render(doc, self.prompt.system_template)
         if self.judge == "world_judge":
             params = {"Prompt": doc["Prompt"], "Explanation": doc["Explanation"]}
+        if attempt > 1:
+            params["attempt"] = attempt         # its own cache key: a resumed run never re-asks an answered attempt
         return [score(self.judge, "judge", text=self.prompt.render(doc), images=[gen.images[0]], ref=doc["doc_id"],
                       **params)]
+
+    def _parse(self, resp) -> parsing.ParsedJudgement:
+        if not resp.ok:
+            return parsing.ParsedJudgement(None, resp.error, reask=True)   # the official loops retry errors too
+        text = (resp.values or {}).get("text", resp.text)
+        return parsing.parse_verified(text) if self.protocol == "verified" else parsing.parse_legacy(text)
+
+    def _reask(self, responses) -> bool:
+        """Whether the official loop asks again after this attempt (an attempt not made: it had no need to)."""
+        return bool(responses) and self._parse(responses[0]).reask
 
     # --- scoring ----------------------------------------------------------------------------------------------
     def process(self, doc, outputs):
@@ -170,13 +205,15 @@ class WISE(Task):
         gen = outputs["generate"][0]
         if not gen.ok or not gen.images:
             return {**rec, "failed": "generate", "error": gen.error or "no image"}
-        judged = outputs["judge"][0]
+        replies = [outputs[_attempt_stage(k)][0] for k in range(1, self.attempts + 1)
+                   if outputs.get(_attempt_stage(k))]
+        judged = replies[-1]               # the attempt that settled it: later ones exist only after a re-ask
+        parsed = self._parse(judged)
+        rec["judge_attempts"] = len(replies)
         if not judged.ok:
             return {**rec, "failed": "judge", "error": judged.error}
         values = judged.values or {}
-        text = values.get("text", judged.text)
-        rec.update(judge_text=text, judge_model=values.get("model"))
-        parsed = scoring.parse_verified(text) if self.protocol == "verified" else scoring.parse_legacy(text)
+        rec.update(judge_text=values.get("text", judged.text), judge_model=values.get("model"))
         if not parsed.ok:
             return {**rec, "failed": "parse", "error": parsed.error}
         rec.update(scores=parsed.scores, parse_method=parsed.method)
@@ -201,7 +238,7 @@ class WISE(Task):
                 m = mean(cats.get(c, []))
                 metrics[c.lower()] = Metric(result.category_scores[c], m.stderr, result.category_counts[c])
         if self.protocol == "legacy":
-            for key in scoring.LEGACY_KEYS:      # the judge's own 0-2 scale
+            for key in parsing.LEGACY_KEYS:      # the judge's own 0-2 scale
                 metrics[key] = mean([float(r["scores"][key]) for r in records if r.get("scores")], scale=1.0)
         failures = {k: sum(r["failed"] == k for r in records) for k in ("generate", "judge", "parse")}
         self.judge_models = sorted({r["judge_model"] for r in records if r.get("judge_model")})
@@ -210,7 +247,8 @@ class WISE(Task):
                    "missing_prompt_ids": len(result.missing_prompt_ids),
                    "missing_categories": result.missing_categories, "renormalised": result.renormalised,
                    "failures_scored_zero": result.missing_as_zero, "judge_models": self.judge_models,
-                   "parse_errors": sorted({r["error"] for r in records if r["failed"] == "parse"})[:20]}
+                   "parse_errors": sorted({r["error"] for r in records if r["failed"] == "parse"})[:20],
+                   "judge_attempts": _attempt_counts(records, self.attempts)}
         if result.value is None:
             details["overall_refused"] = self._refusal(result)
             info = self._info
@@ -254,7 +292,9 @@ class WISE(Task):
                  "prompt_sha256": self.prompt.sha256 if self.prompt else None,
                  "prompt_source": f"{scoring.UPSTREAM_REPO}@{scoring.UPSTREAM_COMMIT} "
                                   f"{scoring.UPSTREAM_FILES[self.protocol]}" if self.judge != "world_judge"
-                 else "world rule judge"}
+                 else "world rule judge",
+                 "attempts": self.attempts,
+                 "reask": "when a reply yields no score or the request fails, as the official loop does"}
         return {"protocol": self.protocol, "judge": judge, "generation_prompt": "the raw Prompt, no template",
                 "image_size": self.size or "model default", "images_per_prompt": 1,
                 "failures": "scored 0, Overall renormalised (lmms-eval)" if self.profile == "lmms"
@@ -276,6 +316,19 @@ class WISE(Task):
         if len(self.judge_models) == 1:
             return self.judge_models[0]
         return None if not self.judge_models else "mixed: " + ", ".join(self.judge_models)
+
+
+def _attempt_stage(k: int) -> str:
+    """Stage name of judge attempt k: the first keeps the name "judge" (and so its cached answers)."""
+    return "judge" if k == 1 else f"judge_{k}"
+
+
+def _attempt_counts(records, limit: int) -> dict:
+    """How many judge attempts each judged prompt took, and how many were scored only because one was re-asked."""
+    used = [r["judge_attempts"] for r in records if r.get("judge_attempts")]
+    return {"limit": limit, "per_prompt": {str(k): used.count(k) for k in range(1, limit + 1)},
+            "scored_after_reasking": sum(1 for r in records if r.get("judge_attempts", 0) > 1
+                                         and r["score"] is not None)}
 
 
 def _plain(row: dict) -> dict:
