@@ -1,11 +1,12 @@
 """Training-step cost benchmark (not a test): seconds per step and peak memory, SFT vs UniGame, same model and batch.
 
 Each method runs in its own process (so peak memory is its own), on the same model, data (the embedded world) and
-global batch, for --warmup untimed then --steps timed steps (median), --repeats times alternately (fastest
+global batch, for --warmup untimed then --steps timed steps (mean), --repeats times alternately (fastest
 kept). Prints per-phase times (prepare / attack / mining / U update) and the ratio UniGame / SFT per step
 (target: <= 2x).
 
     python bench/train_step.py [--model M] [--batch-size 8] [--steps 10] [--lm-heavy] [--clip-weights W]
+                               [--ratio 1:4 --mine-every 4]    (a schedule for big models; default the paper's 1:1)
 
 Without --model it uses the bundled tiny-janus when its weights are present, else a random Janus of the same
 shape (64 px, 64 visual tokens, LM 128 x 4). --lm-heavy uses a random Janus whose LM is larger (512 x 8) relative
@@ -23,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,12 +48,13 @@ def worker(args) -> None:
     from unigame.modeling import load_for_training, resolve
     from unigame.trainer import Trainer
 
+    # steady state: every candidate passes (threshold 0, no scene check), so the buffer is full and the U step
+    # carries its hard rows from the start (CLIP still runs and is timed)
+    schedule = {"ratio": args.ratio, "mine_every": args.mine_every} if args.worker == "unigame" else {}
     cfg = TrainConfig(model=args.model, method=args.worker, data="shapes", captions="shapes",
                       steps=args.steps + args.warmup, batch_size=args.batch_size, shapes_scenes=64,
-                      clip_weights=args.clip_weights, device=args.device, explicit=[],
-                      # steady state: every candidate passes, so the buffer is full and the U step carries
-                      # its hard rows from the start (CLIP still runs and is timed)
-                      clip_threshold=0.0, scene_check="off").finalise()
+                      clip_weights=args.clip_weights, device=args.device, explicit=sorted(schedule),
+                      clip_threshold=0.0, scene_check="off", **schedule).finalise()
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     adapter, init = resolve(cfg, device)
     loaded = load_for_training(cfg, adapter, init)
@@ -64,18 +67,63 @@ def worker(args) -> None:
         m = trainer.train_step(step)
         if step >= args.warmup:
             times.append(m)
-    out = {"method": args.worker, "seconds": statistics.median(t["seconds"] for t in times),
-           "phases": {p: statistics.median(t.get(p, 0.0) for t in times) for p in PHASES},
+    # the mean, not the median: under a 1:k schedule the steps differ on purpose, and a step costs their average
+    out = {"method": args.worker, "seconds": statistics.fmean(t["seconds"] for t in times),
+           "phases": {p: statistics.fmean(t.get(p, 0.0) for t in times) for p in PHASES},
            "peak_mem_mb": peak_memory_mb(trainer.device),
            "params": loaded.base_params,
            "perturber": trainer.perturber.parameter_count() if trainer.perturber is not None else 0}
+    if args.worker == "unigame":
+        out["passes"] = passes(trainer, args.steps + args.warmup)
     print("RESULT " + json.dumps(out), flush=True)
+
+
+def passes(trainer, step: int, repeats: int = 3) -> dict:
+    """Seconds of each pass a UniGame step is made of, each timed alone on one batch (the fastest of `repeats`):
+    the floor an ideal implementation of the same passes could reach."""
+    from unigame.generation import caption_loss
+
+    cfg, h = trainer.cfg, trainer.hooks
+    rows = trainer.data.vqa_batch(step, cfg.batch_size, 0, 1, cfg.seed)
+    clean = trainer.prepare(rows)
+    z = trainer.adversary.interface_tokens(clean)
+    caps = trainer.data.caption_batch(step, cfg.caption_batch or cfg.batch_size, 0, 1, cfg.seed)
+
+    def lm(n_copies: int):
+        ce = trainer._ce(clean.rows * n_copies, clean.images * n_copies, clean.visual.repeat(n_copies, 1, 1))
+        ce.mean().backward()
+
+    def decoder():
+        zp = (z + 0.0).requires_grad_(True)
+        trainer.adversary._decode(zp).pow(2).mean().backward()
+
+    def vision():
+        pv = h.pixels_to_pixel_values(clean.gen_pixels).requires_grad_(True)
+        with trainer.amp():
+            h.visual_tokens(pv).float().pow(2).mean().backward()
+
+    def captions():
+        caption_loss(h, caps, trainer.row_generators(step, len(caps), 3), 0.1, trainer.amp).backward()
+
+    def fastest(fn) -> float:
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - t0)
+            for p in trainer.lora:
+                p.grad = None
+        return best
+
+    return {"lm_rows_b": fastest(lambda: lm(1)), "lm_rows_2b": fastest(lambda: lm(2)), "decoder": fastest(decoder),
+            "vision": fastest(vision), "captions": fastest(captions)}
 
 
 def run_method(method: str, args, model: str, clip: str) -> dict:
     cmd = [sys.executable, __file__, "--worker", method, "--model", model, "--clip-weights", clip,
            "--batch-size", str(args.batch_size), "--steps", str(args.steps), "--warmup", str(args.warmup),
-           "--threads", str(args.threads)] + (["--device", args.device] if args.device else [])
+           "--threads", str(args.threads), "--ratio", args.ratio, "--mine-every", str(args.mine_every)] + \
+        (["--device", args.device] if args.device else [])
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     for line in proc.stdout.splitlines():
@@ -90,12 +138,14 @@ def main() -> None:
     p.add_argument("--lm-heavy", action="store_true")
     p.add_argument("--clip-weights", default=None)
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--steps", type=int, default=12, help="timed steps (a multiple of the schedule's k)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=2, help="runs per method, alternating; the fastest is kept "
                    "(a shared machine's load only ever slows a run down)")
     p.add_argument("--device", default=None)
+    p.add_argument("--ratio", default="1:1", help="UniGame's C:U schedule (1:4: the adversary updates every 4th step)")
+    p.add_argument("--mine-every", type=int, default=1, help="UniGame mines hard samples every m steps")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
@@ -113,7 +163,8 @@ def main() -> None:
         shape = f"random Janus ({shape})"
     clip = args.clip_weights or str(tiny_clip(tmp / "clip", image_size=224))
     print(f"model: {args.model or shape}; batch {args.batch_size}; {args.steps} timed steps after {args.warmup}; "
-          f"{args.threads} thread(s); CLIP: {args.clip_weights or 'tiny random (224 px)'}")
+          f"{args.threads} thread(s); CLIP: {args.clip_weights or 'tiny random (224 px)'}; UniGame schedule "
+          f"C:U {args.ratio}, mining every {args.mine_every} step(s)")
     results: dict[str, dict] = {}
     for _ in range(args.repeats):        # alternate the methods; keep each one's least disturbed run
         for m in ("sft", "unigame"):
@@ -125,6 +176,15 @@ def main() -> None:
         ph = r["phases"]
         print(f"{m:<10}{r['seconds']:>9.3f}" + "".join(f"{ph[k]:>9.3f}" for k in PHASES)
               + f"{r['peak_mem_mb']:>10.0f}")
+    ps = results["unigame"]["passes"]
+    sft_floor = ps["lm_rows_b"] + ps["captions"]
+    # the attack: decoder, understanding encoder and LM forward+backward on the batch; the U step: the LM on the
+    # clean and the hard rows, and the caption loss
+    unigame_floor = ps["decoder"] + ps["vision"] + ps["lm_rows_b"] + ps["lm_rows_2b"] + ps["captions"]
+    print("\npasses, each timed alone on one batch (forward + backward, seconds): "
+          + ", ".join(f"{k} {v:.3f}" for k, v in ps.items()))
+    print(f"an ideal implementation of the same passes: SFT {sft_floor:.3f} s, UniGame {unigame_floor:.3f} s "
+          f"({unigame_floor / sft_floor:.2f}x)")
     ratio = results["unigame"]["seconds"] / results["sft"]["seconds"]
     mem = results["unigame"]["peak_mem_mb"] / max(results["sft"]["peak_mem_mb"], 1e-9)
     print(f"\nunigame / sft per step: {ratio:.2f}x (target <= 2x: {'met' if ratio <= 2 else 'NOT met'}); "

@@ -46,6 +46,7 @@ class RunResult:
     results: dict[str, TaskResult]
     manifest: Manifest
     derived: dict = field(default_factory=dict)   # cross-task metrics, e.g. the Consistency Score
+    timings: dict = field(default_factory=dict)   # seconds per executor phase (harness.executor.Executor.timings)
 
 
 def expand_tasks(names: list[str]) -> list[str]:
@@ -236,4 +237,4 @@ def evaluate(model, tasks, config: RunConfig | None = None) -> RunResult:
         if config.rank == 0:
             store.write_manifest(manifest)
         cache.close()
-    return RunResult(store.dir, results, manifest, derived)
+    return RunResult(store.dir, results, manifest, derived, dict(executor.timings))

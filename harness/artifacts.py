@@ -16,13 +16,14 @@ class ArtifactStore:
         return self.root / sha[:2] / f"{sha}.png"
 
     def put(self, image: Image) -> str:
-        """Store an image under its hash (once) and return the hash."""
+        """Store an image under its hash (once) and return the hash. The hash is of the pixels, so the PNG's
+        compression level is free: the fastest one, since a fast model writes images as fast as it makes them."""
         sha = image.sha256
         dest = self.path(sha)
         if not dest.exists():
             buf = io.BytesIO()
-            image.pil().save(buf, format="PNG")
-            write_bytes(dest, buf.getvalue())
+            image.pil().save(buf, format="PNG", compress_level=1)
+            write_bytes(dest, buf.getvalue(), fsync=False)
         return sha
 
     def get(self, sha: str) -> Image:

@@ -26,9 +26,10 @@ CREATE TABLE IF NOT EXISTS responses (
 
 def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
     if readonly:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, check_same_thread=False)
     else:
-        conn = sqlite3.connect(path, timeout=30)
+        # commits come from the executor's write-behind thread, lookups from the main thread, never at once
+        conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode is durable against process crashes (the case we promise); only power loss may cost
         # the last transactions.

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from harness.errors import DataError
+from harness.store import cache_root
 from harness.types import Image, canonical_json
 
 TABLE_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".tsv")
@@ -39,6 +40,7 @@ def load_rows(path: str | Path, image_columns: Sequence[str] = (), required: Seq
     else:
         rows = _file_rows(path)
         base = path.parent
+    source = _file_identity(path)
     for n, row in enumerate(rows, 1):
         for col in required:
             if col not in row:
@@ -48,13 +50,23 @@ def load_rows(path: str | Path, image_columns: Sequence[str] = (), required: Seq
             if value is None or isinstance(value, Image):
                 continue
             try:
-                row[col] = Image.coerce(value, base)
+                row[col] = Image.coerce(value, base, identity=f"{source}:{n}:{col}" if source else None)
             except TypeError:
                 raise DataError(f"{path}: row {n}, column {col!r}: not an image path, bytes or "
                                 "{bytes, path} record") from None
             if row[col].path is not None and not row[col].path.exists():
                 raise DataError(f"{path}: row {n}, column {col!r}: image file {row[col].path} not found")
     return rows
+
+
+def _file_identity(path: Path) -> str | None:
+    """Where a table file's embedded image bytes come from, for remembering their hashes (harness.hashmemo)."""
+    import os
+
+    if not path.is_file():
+        return None
+    st = path.stat()
+    return f"table:{os.path.realpath(path)}:{st.st_size}:{st.st_mtime_ns}"
 
 
 def _file_rows(path: Path) -> list[dict]:
@@ -134,20 +146,22 @@ def dataset_rows(ds, image_columns: Sequence[str] = ()) -> list[dict]:
         ds = ds.cast_column(c, datasets.Image(decode=False))
     plain = ds.remove_columns(cols) if cols else ds
     rows = plain.to_list()
+    # the datasets fingerprint changes with the data, so (fingerprint, column, row) names the bytes of a cell
+    fingerprint = getattr(ds, "_fingerprint", None)
     for c in cols:
         column = ds.select_columns([c])
         for i, row in enumerate(rows):
-            row[c] = _lazy_cell(column, i, c)
+            row[c] = _lazy_cell(column, i, c, f"dataset:{fingerprint}:{c}:{i}" if fingerprint else None)
     return rows
 
 
-def _lazy_cell(column, i: int, name: str) -> Image | None:
+def _lazy_cell(column, i: int, name: str, identity: str | None) -> Image | None:
     cell = column[i][name]
     if cell is None:
         return None
     if cell.get("bytes") is None and cell.get("path"):
         return Image(path=cell["path"])
-    return Image(loader=lambda: column[i][name]["bytes"])
+    return Image(loader=lambda: column[i][name]["bytes"], identity=identity)
 
 
 def load_hub(repo_id: str, config: str | None, split: str, revision: str | None = None,
@@ -183,6 +197,10 @@ def hub_dataset_error(repo_id: str, config: str | None, split: str, cause: BaseE
 
 def content_sha256(rows: Iterable[dict]) -> str:
     """Hash of the rows' content, images by their hashes: identical data gives the identical hash."""
+    from harness.pipeline import hash_images
+
+    rows = list(rows)
+    hash_images(v for row in rows for v in row.values() if isinstance(v, Image))
     h = hashlib.sha256()
     for row in rows:
         h.update(canonical_json(row).encode())
@@ -191,12 +209,6 @@ def content_sha256(rows: Iterable[dict]) -> str:
 
 
 # --- one resolver for every task: the hub, a local path, or the embedded world ---------------------------------
-
-def cache_root() -> Path:
-    import os
-
-    return Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "harness"))
-
 
 def world_rows(benchmark: str, build: Callable[..., list[dict]], image_columns: Sequence[str] = (),
                **options) -> tuple[list[dict], "DatasetInfo"]:

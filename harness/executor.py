@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from harness.artifacts import ArtifactStore
 from harness.errors import HarnessError
+from harness.pipeline import Prefetch, WriteBehind, hash_images
 from harness.runner import Runner
 from harness.task import Task
 from harness.types import MODEL, Request, Response
@@ -110,6 +111,9 @@ class Executor:
         # with several processes every rank reports its counts here and rank 0's bar shows the global total
         self.progress_dir = progress_dir if world > 1 else None
         self._round = 0
+        #: seconds per phase, for profiling (RunResult.timings): content keys, cache lookups, waiting for input
+        #: images, the runners, waiting for stores to finish, finishing tasks (records, results files)
+        self.timings: dict[str, float] = defaultdict(float)
 
     # --- public ---------------------------------------------------------------------------------------------
     def run(self, tasks: list[Task]) -> list[TaskRun]:
@@ -157,10 +161,10 @@ class Executor:
             reqs = stage.build(doc, tr.outputs[i]) or []
             done = []
             for req in reqs:
-                req = req.replace(task=name, doc_id=tr.doc_ids[i], stage=stage.name)
-                if req.target == MODEL and req.seed is None:
-                    req = req.replace(seed=derive_seed(self.seed, name, tr.doc_ids[i], stage.name, req.sample))
-                done.append(req)
+                seed = req.seed
+                if req.target == MODEL and seed is None:
+                    seed = derive_seed(self.seed, name, tr.doc_ids[i], stage.name, req.sample)
+                done.append(req.replace(task=name, doc_id=tr.doc_ids[i], stage=stage.name, seed=seed))
             tr.outputs[i][stage.name] = [None] * len(done)
             tr.requests[i][stage.name] = [None] * len(done)
             items.extend((tr, i, stage.name, j, req) for j, req in enumerate(done))
@@ -169,11 +173,16 @@ class Executor:
     def _run_group(self, target: str, kind: str, items: list) -> None:
         runner = self.pool.get(target)
         fp = runner.fingerprint()
+        t0 = time.perf_counter()
+        hash_images(im for item in items for im in item[4].images)
         keys = [item[4].key(fp) for item in items]
         unique: dict[str, Request] = {}
         for key, item in zip(keys, items):
             unique.setdefault(key, item[4])
+        t1 = time.perf_counter()
         found = self.cache.get_many(unique) if self.read_cache else {}
+        self.timings["keys"] += t1 - t0
+        self.timings["lookup"] += time.perf_counter() - t1
         answers: dict[str, Response] = {}
         for key, payload in found.items():
             resp = Response.from_payload(payload, self.artifacts.get)
@@ -190,32 +199,40 @@ class Executor:
         size = runner.batch_size or self.batch_size
         report = _GlobalProgress(self.progress_dir, self.rank, self.world, f"{self._round}.{target}.{kind}", bar,
                                  len(unique), len(unique) - len(misses))
+        batches = [misses[start:start + size] for start in range(0, len(misses), size)]
+        writes = WriteBehind(depth=2)
+        prefetch = Prefetch()
         try:
-            for start in range(0, len(misses), size):
-                chunk = misses[start:start + size]
+            ready = prefetch.start([unique[k] for k in batches[0]]) if batches else None
+            for n, chunk in enumerate(batches):
                 batch = [unique[k] for k in chunk]
+                t0 = time.perf_counter()
+                ready.result()
+                self.timings["inputs_wait"] += time.perf_counter() - t0
+                if n + 1 < len(batches):
+                    ready = prefetch.start([unique[k] for k in batches[n + 1]])
                 t0 = time.perf_counter()
                 outs = self._call(runner, kind, batch)
                 seconds += time.perf_counter() - t0
-                commit = []
                 for key, resp in zip(chunk, outs):
                     resp.meta["cached"] = False
-                    if resp.ok:
-                        # keep file-backed handles, not pixels: thousands of generated images stay off the heap
-                        resp.images = tuple(self.artifacts.get(self.artifacts.put(im)) for im in resp.images)
-                        commit.append((key, target, kind, fp, resp.payload()))
-                    else:
-                        failed += 1
+                    failed += not resp.ok
                     answers[key] = resp
-                self.cache.put_many(commit)
-                for req in batch:
-                    for im in req.images:
-                        im.release()
-                bar.update(len(chunk))
-                bar.set_postfix(cached=len(unique) - len(misses), failed=failed, refresh=False)
-                report.update(len(chunk))
+                self.timings["writes_wait"] += writes.submit(
+                    lambda chunk=chunk, outs=outs, batch=batch: self._store(target, kind, fp, chunk, outs, batch,
+                                                                            writes.parallel),
+                    lambda k=len(chunk), f=failed: (bar.update(k), report.update(k),
+                                                    bar.set_postfix(cached=len(unique) - len(misses), failed=f,
+                                                                    refresh=False)))
+            self.timings["writes_wait"] += writes.drain()
+        except BaseException:
+            writes.abandon()
+            raise
         finally:
+            writes.close()
+            prefetch.close()
             bar.close()
+        self.timings["runner"] += seconds
         computed_by_task: dict[int, int] = defaultdict(int)
         for key, (tr, i, stage, j, req) in zip(keys, items):
             resp = answers[key]
@@ -232,6 +249,22 @@ class Executor:
         for tr in {id(it[0]): it[0] for it in items}.values():
             tr.stats.runner_seconds += seconds * computed_by_task.get(id(tr), 0) / total
 
+    def _store(self, target: str, kind: str, fp: str, chunk: list[str], outs: list[Response],
+               batch: list[Request], parallel) -> None:
+        """One finished batch, on the write-behind thread: images to the artifact store, then one transaction."""
+        done = [resp for resp in outs if resp.ok]
+        shas = iter(parallel(self.artifacts.put, [im for resp in done for im in resp.images]))
+        commit = []
+        for key, resp in zip(chunk, outs):
+            if resp.ok:
+                # keep file-backed handles, not pixels: thousands of generated images stay off the heap
+                resp.images = tuple(self.artifacts.get(next(shas)) for _ in resp.images)
+                commit.append((key, target, kind, fp, resp.payload()))
+        self.cache.put_many(commit)
+        for req in batch:
+            for im in req.images:
+                im.release()
+
     def _call(self, runner: Runner, kind: str, batch: list[Request]) -> list[Response]:
         try:
             outs = runner.run(kind, batch)
@@ -246,9 +279,11 @@ class Executor:
             return [Response.failure(f"{type(e).__name__}: {e}")]
 
     def _finish(self, tr: TaskRun) -> None:
+        t0 = time.perf_counter()
         tr.records = [tr.task.process(doc, out) for doc, out in zip(tr.docs, tr.outputs)]
         if self.on_task_done is not None:
             self.on_task_done(tr)
+        self.timings["finish"] += time.perf_counter() - t0
 
 
 def _needed_after(runs: list[TaskRun], r: int) -> set[str] | None:

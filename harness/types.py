@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -33,27 +34,31 @@ class Image:
     (generated ones) are hashed by pixels and stored as PNG under that hash, and come back with the hash attached.
     """
 
-    __slots__ = ("_pil", "_path", "_loader", "_sha")
+    __slots__ = ("_pil", "_path", "_loader", "_sha", "_identity")
 
     def __init__(self, pil: PILImage.Image | None = None, path: str | Path | None = None,
-                 loader: Callable[[], Any] | None = None, sha256: str | None = None):
+                 loader: Callable[[], Any] | None = None, sha256: str | None = None, identity: str | None = None):
         if pil is None and path is None and loader is None:
             raise ValueError("Image needs pixels, a path or a loader")
         self._pil = pil
         self._path = Path(path) if path is not None else None
         self._loader = loader      # returns encoded bytes or a PIL image; called again after release()
         self._sha = sha256
+        # where the encoded bytes live, stably enough that their hash can be remembered across runs
+        # (harness.pipeline.hash_images): a dataset file, row and column; files use their path, size and mtime
+        self._identity = identity
 
     @classmethod
-    def coerce(cls, value: Any, base_dir: str | Path | None = None) -> "Image":
-        """From a PIL image, a path (relative to base_dir), encoded bytes, or a {"bytes", "path"} dict."""
+    def coerce(cls, value: Any, base_dir: str | Path | None = None, identity: str | None = None) -> "Image":
+        """From a PIL image, a path (relative to base_dir), encoded bytes, or a {"bytes", "path"} dict; `identity`
+        names where encoded bytes came from (see __init__)."""
         if isinstance(value, Image):
             return value
         if isinstance(value, PILImage.Image):
             return cls(pil=value)
         if isinstance(value, dict) and ("bytes" in value or "path" in value):
             if value.get("bytes") is not None:
-                return cls.coerce(value["bytes"])
+                return cls.coerce(value["bytes"], identity=identity)
             value = value["path"]
         if isinstance(value, (str, Path)):
             p = Path(value)
@@ -62,34 +67,55 @@ class Image:
             return cls(path=p)
         if isinstance(value, (bytes, bytearray)):
             data = bytes(value)
-            return cls(loader=lambda: data)
+            return cls(loader=lambda: data, identity=identity)
         raise TypeError(f"cannot make an image from {type(value).__name__}")
 
     @property
     def path(self) -> Path | None:
         return self._path
 
-    def _encoded(self) -> bytes | None:
+    def _source(self):
+        """Encoded bytes, or pixels when the loader hands over a PIL image (None: only pixels in memory)."""
         if self._path is not None:
             return self._path.read_bytes()
         if self._loader is not None:
             got = self._loader()
-            if isinstance(got, (bytes, bytearray)):
-                return bytes(got)
-            self._pil = got
+            return bytes(got) if isinstance(got, (bytes, bytearray)) else got
         return None
 
     def pil(self) -> PILImage.Image:
-        """The pixels as an RGB PIL image (decoded on first use and kept until release())."""
-        if self._pil is None:
-            data = self._encoded()
-            if data is not None:
-                with PILImage.open(io.BytesIO(data)) as f:
+        """The pixels as an RGB PIL image (decoded on first use and kept until release()). Safe while another
+        thread decodes or releases the same image (the executor prefetches and stores on background threads)."""
+        pil = self._pil
+        if pil is None:
+            pil = self._source()
+            if isinstance(pil, bytes):
+                with PILImage.open(io.BytesIO(pil)) as f:
                     f.load()
-                    self._pil = f.copy()
-        if self._pil.mode != "RGB":
-            self._pil = self._pil.convert("RGB")
-        return self._pil
+                    pil = f.copy()
+        if pil.mode != "RGB":
+            pil = pil.convert("RGB")
+        self._pil = pil
+        return pil
+
+    @property
+    def hashed(self) -> bool:
+        return self._sha is not None
+
+    @property
+    def identity(self) -> str | None:
+        """A stable name for this image's encoded bytes, or None (pixels only, or bytes of unknown origin)."""
+        if self._identity is None and self._path is not None:
+            try:
+                st = self._path.stat()
+            except OSError:
+                return None
+            return f"file:{os.path.realpath(self._path)}:{st.st_size}:{st.st_mtime_ns}"
+        return self._identity
+
+    def remember_hash(self, sha: str) -> None:
+        """The content hash, known from an earlier hashing of the same bytes (harness.pipeline.hash_images)."""
+        self._sha = sha
 
     @property
     def sha256(self) -> str:
@@ -97,8 +123,9 @@ class Image:
             if self._path is None and self._loader is None:
                 self._sha = pixel_hash(self._pil)
             else:
-                data = self._encoded()
-                self._sha = hashlib.sha256(data).hexdigest() if data is not None else pixel_hash(self._pil)
+                data = self._source()
+                self._sha = hashlib.sha256(data).hexdigest() if isinstance(data, bytes) else pixel_hash(
+                    data if data is not None else self._pil)
         return self._sha
 
     def release(self) -> None:

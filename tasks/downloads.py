@@ -14,7 +14,7 @@ import zipfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from harness.data import cache_root
+from harness.store import cache_root
 from harness.hub import offline, reachable
 from harness.store import sha256_file
 from harness.errors import DataError

@@ -90,23 +90,27 @@ def build_config(tokenizer, *, hidden: int = 128, layers: int = 4, heads: int = 
                  intermediate: int | None = None, vision_hidden: int = 64, vision_layers: int = 2,
                  vision_heads: int = 4, image_size: int = 64, patch: int = 8, vq_embed: int = 8,
                  codes: int = 512, vq_base: int = 32, vq_latent: int = 64, vq_res_blocks: int = 1,
-                 max_positions: int = 512):
+                 max_positions: int = 512, vocab_size: int | None = None, multiplier: tuple[int, ...] | None = None):
     """A JanusConfig obeying the rules in janus.md: aligners project to the LM width, the VQ latent grid equals the
-    vision patch grid (downsampling = patch size), GroupNorm(32)-compatible VQ widths."""
+    vision patch grid (downsampling = patch size), GroupNorm(32)-compatible VQ widths. `vocab_size` pads the LM's
+    vocabulary beyond the tokenizer's (Janus-Pro's is 102,400); `multiplier` sets the VQ channel multipliers."""
     from transformers import JanusConfig, JanusVisionConfig, JanusVQVAEConfig, LlamaConfig
 
     grid = image_size // patch
     downsamples = patch.bit_length() - 1
     if 2 ** downsamples != patch:
         raise ValueError("patch size must be a power of two (the VQ encoder halves the resolution per level)")
-    text = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=intermediate or 4 * hidden,
+    text = LlamaConfig(vocab_size=max(vocab_size or 0, len(tokenizer)), hidden_size=hidden, intermediate_size=intermediate or 4 * hidden,
                        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
                        max_position_embeddings=max_positions, bos_token_id=tokenizer.bos_token_id,
                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     vision = JanusVisionConfig(hidden_size=vision_hidden, num_hidden_layers=vision_layers,
                                num_attention_heads=vision_heads, image_size=image_size, patch_size=patch,
                                projection_dim=hidden, depth=2, num_image_tokens=grid * grid)
-    mult = [1] + [2] * downsamples if downsamples <= 2 else [1, 1] + [2] * (downsamples - 1)
+    mult = list(multiplier) if multiplier else [1] + [2] * downsamples if downsamples <= 2 else \
+        [1, 1] + [2] * (downsamples - 1)
+    if len(mult) != downsamples + 1:
+        raise ValueError(f"multiplier needs {downsamples + 1} levels for patch size {patch}")
     vq = JanusVQVAEConfig(embed_dim=vq_embed, num_embeddings=codes, latent_channels=vq_latent,
                           base_channels=vq_base, channel_multiplier=mult, num_res_blocks=vq_res_blocks,
                           projection_dim=hidden, image_token_embed_dim=hidden, num_hidden_layers=2)

@@ -89,6 +89,12 @@ class Trainer:
         first = self.dist.rank * n
         return [seeded([self.cfg.seed, "row", step, key, first + i]) for i in range(n)]
 
+    def needs_candidates(self, step: int) -> bool:
+        """Whether this step uses candidates besides a C update: without a buffer the hard term is this step's
+        filtered candidates; with one, only mining steps look at them (so a C:U = 1:k schedule with --mine-every k
+        costs about an SFT step on its U-only steps)."""
+        return self.buffer is None or (self.cfg.mine_from == "attack" and step % self.cfg.mine_every == 0)
+
     def c_updates_at(self, step: int) -> int:
         a, b = self.cfg.c_updates
         return (step + 1) * a // b - step * a // b
@@ -103,7 +109,7 @@ class Trainer:
         mark = self._timer(m, t0)
         mark("t_prepare")
         cands = None
-        if cfg.attack != "none":
+        if cfg.attack != "none" and (self.c_updates_at(step) or self.needs_candidates(step)):
             z = self.adversary.interface_tokens(clean)
             if cfg.attack == "noise":
                 cands = self.adversary.noise(clean, z, self.row_generators(step, len(rows), 1))
@@ -175,7 +181,7 @@ class Trainer:
                 from unigame.refcompat import mine_generated
 
                 mine_generated(self, step, clean, m)
-        elif cands is not None:
+        elif cands is not None and self.needs_candidates(step):
             verdict = self.filter.check(clean.rows, cands.pixels, cands.visual, clean.visual, clean.gen_pixels)
             hardness = cands.ce.detach().cpu().float() + verdict.hinge
             m.update(candidates=len(clean.rows), passed=int(verdict.passed.sum()))

@@ -73,7 +73,7 @@ class Source:
 
 
 def cache_dir() -> Path:
-    from harness.data import cache_root
+    from harness.store import cache_root
 
     return cache_root()
 

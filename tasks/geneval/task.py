@@ -117,7 +117,7 @@ class GenEval(Task):
 
     def _world_file(self) -> tuple[Path, DatasetInfo]:
         """The world's metadata written once as evaluation_metadata.jsonl and read by the same loader as PATH."""
-        from harness.data import cache_root
+        from harness.store import cache_root
         from harness.world import WORLD_VERSION
 
         from .world import build_geneval

@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from harness.data import cache_root, content_sha256
+from harness.data import content_sha256
+from harness.store import cache_root
 from harness.errors import DataError
 from harness.export import first_image
 from harness.metrics import Metric

@@ -225,7 +225,7 @@ class JudgePrompt:
 
 
 def default_cache_dir() -> Path:
-    from harness.data import cache_root
+    from harness.store import cache_root
 
     return cache_root() / "wise" / UPSTREAM_COMMIT
 

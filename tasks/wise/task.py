@@ -20,7 +20,7 @@ import functools
 import math
 from pathlib import Path
 
-from harness.data import cache_root
+from harness.store import cache_root
 from harness.errors import DataError
 from harness.export import first_image
 from harness.metrics import Metric, mean
