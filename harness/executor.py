@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from harness.artifacts import ArtifactStore
 from harness.errors import HarnessError
+from harness.health import Health
 from harness.runner import Runner
 from harness.task import Task
 from harness.types import MODEL, Request, Response
@@ -97,7 +98,7 @@ class Executor:
     def __init__(self, pool: RunnerPool, cache, artifacts: ArtifactStore, *, batch_size: int = 8,
                  seed: int = 1234, read_cache: bool = True, rank: int = 0, world: int = 1,
                  progress: bool = True, on_task_done: Callable[[TaskRun], None] | None = None,
-                 progress_dir=None):
+                 progress_dir=None, health: Health | None = None):
         self.pool = pool
         self.cache = cache
         self.artifacts = artifacts
@@ -107,6 +108,7 @@ class Executor:
         self.rank, self.world = rank, world
         self.progress = progress
         self.on_task_done = on_task_done
+        self.health = health or Health()
         # with several processes every rank reports its counts here and rank 0's bar shows the global total
         self.progress_dir = progress_dir if world > 1 else None
         self._round = 0
@@ -190,6 +192,7 @@ class Executor:
         size = runner.batch_size or self.batch_size
         report = _GlobalProgress(self.progress_dir, self.rank, self.world, f"{self._round}.{target}.{kind}", bar,
                                  len(unique), len(unique) - len(misses))
+        self.health.observe(target, kind, len(unique) - len(misses), 0, None, size, final=False)
         try:
             for start in range(0, len(misses), size):
                 chunk = misses[start:start + size]
@@ -198,6 +201,7 @@ class Executor:
                 outs = self._call(runner, kind, batch)
                 seconds += time.perf_counter() - t0
                 commit = []
+                errors = []
                 for key, resp in zip(chunk, outs):
                     resp.meta["cached"] = False
                     if resp.ok:
@@ -205,8 +209,9 @@ class Executor:
                         resp.images = tuple(self.artifacts.get(self.artifacts.put(im)) for im in resp.images)
                         commit.append((key, target, kind, fp, resp.payload()))
                     else:
-                        failed += 1
+                        errors.append(resp.error)
                     answers[key] = resp
+                failed += len(errors)
                 self.cache.put_many(commit)
                 for req in batch:
                     for im in req.images:
@@ -214,6 +219,10 @@ class Executor:
                 bar.update(len(chunk))
                 bar.set_postfix(cached=len(unique) - len(misses), failed=failed, refresh=False)
                 report.update(len(chunk))
+                # after the batch is committed: stopping here loses nothing computed
+                self.health.observe(target, kind, len(commit), len(errors), errors[0] if errors else None, size,
+                                    final=False)
+            self.health.observe(target, kind, 0, 0, None, size, final=True)
         finally:
             bar.close()
         computed_by_task: dict[int, int] = defaultdict(int)
