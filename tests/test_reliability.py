@@ -96,6 +96,23 @@ def test_a_judge_failing_every_call_stops_the_run_and_a_missing_headline_fails_i
     assert manifest["invocations"][0]["status"] == "failed" and manifest["invocations"][1]["status"] == "failed"
 
 
+def test_a_damaged_adapter_stops_the_run_in_one_line(finished, tmp_path):
+    from harness.models.checkpoints import TINY_DIR
+
+    out, before = finished
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "harness.json").write_text(json.dumps({"adapter": "janus", "base_model": str(TINY_DIR), "step": 1}))
+    (ckpt / "adapter_config.json").write_text(json.dumps({
+        "peft_type": "LORA", "r": 2, "lora_alpha": 4, "target_modules": ["q_proj"], "lora_dropout": 0.0,
+        "bias": "none", "base_model_name_or_path": str(TINY_DIR)}))
+    (ckpt / "adapter_model.safetensors").write_bytes(b"\x80\x01\x00\x00\x00\x00\x00\x00{\"lora")  # cut short
+    err = _one_line(run_cli("run", "--model", ckpt, "--tasks", "vqav2_val", "--data", "shapes", "--limit", "4",
+                            "--output", out, "--no-progress"), 2, f"loading the adapter of {ckpt}", "failed")
+    assert "damaged or incomplete" in err
+    assert {k: v for k, v in _snapshot(out).items() if k in before} == before
+
+
 # --- argument values are checked before any work ---------------------------------------------------------------
 @pytest.mark.parametrize("args, needles", [
     (["--model-args", '{"guidance_scale": "high"}'], ["--model-args for tiny-janus: guidance_scale",
