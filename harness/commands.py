@@ -228,17 +228,17 @@ def cmd_rescore(args, argv) -> int:
     unknown = [t for t in tasks if t not in manifest.tasks]
     if unknown:
         raise HarnessError(f"--tasks: {unknown[0]!r} is not part of this run ({', '.join(manifest.tasks)})")
+    cfg = manifest.run_config(str(run_dir / "manifest.json"))
     samples = [run_dir / t / "samples.jsonl" for t in tasks if (run_dir / t / "samples.jsonl").exists()]
     model = ReplayModel(manifest.model, samples)
     output = run_dir.parent.parent
     model.artifacts = ArtifactStore(output / "artifacts")
-    cfg = manifest.config
     config = RunConfig(output=output, data=cfg.get("data"), limit=cfg.get("limit"),
-                       batch_size=cfg.get("batch_size", 8), seed=cfg.get("seed", 1234),
-                       profile=args.profile or cfg.get("profile"), run_name=run_dir.name, tags=cfg.get("tags", {}),
-                       scorer_args=cfg.get("scorer_args", {}), progress=not args.no_progress,
-                       task_args={t: o for t, o in cfg.get("task_args", {}).items() if t in tasks},
-                       cli=manifest.cli, threads=cfg.get("threads", 1),
+                       batch_size=cfg.get("batch_size") or 8, seed=1234 if cfg.get("seed") is None else cfg["seed"],
+                       profile=args.profile or cfg.get("profile"), run_name=run_dir.name, tags=cfg.get("tags") or {},
+                       scorer_args=cfg.get("scorer_args") or {}, progress=not args.no_progress,
+                       task_args={t: o for t, o in (cfg.get("task_args") or {}).items() if t in tasks},
+                       cli=manifest.cli, threads=cfg.get("threads") or 1,
                        max_failure_rate=args.max_failure_rate if args.max_failure_rate is not None
                        else cfg.get("max_failure_rate"), repair_cache=args.repair_cache)
     task_objs = build_tasks(tasks, config)

@@ -170,6 +170,20 @@ class Manifest:
     schema_version: int = SCHEMA_VERSION
     extra: dict = field(default_factory=dict)
 
+    #: the types of the config fields the harness writes (a RunConfig); `rescore` runs the run again from them
+    CONFIG_TYPES = {"data": "str?", "limit": "int?", "batch_size": "int?", "seed": "int?", "profile": "str?",
+                    "tags": "object?", "scorer_args": "object?", "task_args": "object?", "threads": "int?",
+                    "max_failure_rate": "number?"}
+
+    def run_config(self, where: str = "manifest.json") -> dict:
+        """The run's config, its fields type-checked (a tampered manifest gives one line, not a traceback)."""
+        from harness.options import check_value
+
+        for key, kind in self.CONFIG_TYPES.items():
+            check_value(f"{where}: config.{key}", self.config.get(key), kind)
+        _need(isinstance(self.model.get("fingerprint"), str), where, "field 'model.fingerprint' must be a string")
+        return self.config
+
     def to_dict(self) -> dict:
         out = {k: getattr(self, k) for k in ("run_id", "status", "started", "finished", "model", "tasks", "config",
                                              "data", "cli", "env", "world_size", "tags", "invocations")}

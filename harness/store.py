@@ -141,7 +141,10 @@ class RunStore:
         """A task's files: extras, samples.jsonl, then results.json (a harness.results.TaskResult)."""
         lines = "".join(json.dumps(s, ensure_ascii=False, sort_keys=True, default=str) + "\n" for s in samples)
         # samples and extras first: results.json appearing is the sign that a task's files are complete
+        from harness.options import check_folder_name
+
         for name, content in (extras or {}).items():
+            check_folder_name(f"{task}: extra file", name)      # written beside results.json, never elsewhere
             if isinstance(content, bytes):
                 write_bytes(self.task_dir(task) / name, content)
             else:

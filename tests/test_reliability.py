@@ -178,6 +178,24 @@ def test_empty_and_duplicated_predictions_are_errors(tmp_path):
               "lines 1 and 2 both give doc_id 'q1'")
 
 
+@pytest.mark.parametrize("change, needle", [
+    ({"config": {"task_args": [1]}}, "config.task_args: expected a JSON object"),
+    ({"config": {"seed": "x"}}, "config.seed: expected a whole number"),
+    ({"tasks": ["../../elsewhere"]}, "not a plain folder name"),
+    ({"invocations": "many"}, "'invocations' must be a list"),
+])
+def test_commands_reading_a_tampered_manifest_give_one_line(finished, change, needle):
+    out, _ = finished
+    [path] = out.glob("*/*/manifest.json")
+    manifest = json.loads(path.read_text())
+    for key, value in change.items():
+        manifest[key] = {**manifest[key], **value} if isinstance(value, dict) else value
+    path.write_text(json.dumps(manifest))
+    _one_line(run_cli("rescore", *INC, path.parent, "--no-progress"), 2, needle)
+    if "config" not in change:
+        _one_line(run_cli("show", path.parent), 2, needle)
+
+
 # --- nothing is written outside the output folder ----------------------------------------------------------------
 @pytest.mark.parametrize("name", ["../../escaped", "..", "/tmp/absolute-run", "a/b", "a\\b", "tab\tname"])
 def test_run_names_stay_inside_the_output_folder(tmp_path, name):
