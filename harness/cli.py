@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                      '\'{"mmbench_en_dev": {"judge": true}}\' (`python -m harness tasks` lists the options)')
     run.add_argument("--no-cache", action="store_true", help="neither read nor write the response cache")
     run.add_argument("--overwrite", action="store_true", help="recompute everything and replace cached answers")
-    run.add_argument("--run-name", default=None, help="name of the run folder: a plain name, no / or .. (default: derived from the config)")
+    run.add_argument("--run-name", default=None, help="name of the run folder: a plain name, no / or .. "
+                     "(default: derived from the config)")
     run.add_argument("--tag", action="append", metavar="KEY=VALUE", help="label the run (repeatable)")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     _reliability(run)
