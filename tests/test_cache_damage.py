@@ -56,7 +56,8 @@ def test_a_damaged_shard_is_reported_and_changes_nothing(finished, tmp_path, dam
     shard = out / "cache" / "responses.rank0.sqlite"
     damage(shard)
     damaged = shard.read_bytes()
-    for cmd in (_cmd(out, tmp_path / "again.log"), ["rescore", "--include", DOUBLES, *[str(m.parent) for m in out.glob("*/*/manifest.json")]]):
+    [run_dir] = [m.parent for m in out.glob("*/*/manifest.json")]
+    for cmd in (_cmd(out, tmp_path / "again.log"), ["rescore", "--include", DOUBLES, run_dir]):
         proc = run_cli(*cmd)
         assert proc.returncode == 2, proc.stderr
         err = proc.stderr.strip()
