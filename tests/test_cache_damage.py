@@ -3,8 +3,11 @@ on, nothing changed (the finished run's manifest stays `complete`), and `--repai
 and recomputes only the rest."""
 import json
 import os
+import random
 import shutil
+import sqlite3
 import subprocess
+import time
 
 import pytest
 
@@ -36,18 +39,26 @@ def finished(tmp_path):
     return out, _results(out)
 
 
+def _rows(shard) -> list[tuple]:
+    conn = sqlite3.connect(f"file:{shard}?mode=ro", uri=True)
+    try:
+        return conn.execute("SELECT target, created FROM responses").fetchall()
+    finally:
+        conn.close()
+
+
 def _truncate(shard):
     os.truncate(shard, shard.stat().st_size // 2)
 
 
 def _garbage(shard):
-    shard.write_bytes(os.urandom(shard.stat().st_size))
+    shard.write_bytes(random.Random(0).randbytes(shard.stat().st_size))
 
 
 def _overwrite_pages(shard):
-    with open(shard, "r+b") as f:          # the header survives, pages in the middle do not
+    with open(shard, "r+b") as f:          # the header survives, two pages of answers in the middle do not
         f.seek(shard.stat().st_size // 3)
-        f.write(os.urandom(8192))
+        f.write(random.Random(1).randbytes(8192))
 
 
 @pytest.mark.parametrize("damage", [_truncate, _garbage, _overwrite_pages], ids=lambda f: f.__name__[1:])
@@ -71,16 +82,22 @@ def test_a_damaged_shard_is_reported_and_changes_nothing(finished, tmp_path, dam
 def test_repair_cache_keeps_what_reads_and_recomputes_the_rest(finished, tmp_path, damage):
     out, before = finished
     shard = out / "cache" / "responses.rank0.sqlite"
+    rows = len(_rows(shard))                                            # model answers and the scorer's
     damage(shard)
+    started = time.time()
     proc = run_cli(*_cmd(out, tmp_path / "repair.log", "--repair-cache"))
     assert proc.returncode == 0, proc.stderr
     kept = int(proc.stderr.split("; ")[1].split()[0])                   # "...; N answers could still be read..."
     assert f"repaired {shard}" in proc.stderr
-    assert _computed(tmp_path / "repair.log") == TOTAL - kept           # only the lost answers were recomputed
+    rebuilt = _rows(shard)
+    assert len(rebuilt) == rows                                         # every answer is back
+    assert sum(created < started for _, created in rebuilt) == kept     # kept ones were not recomputed...
+    recomputed = sum(created >= started and target == "model" for target, created in rebuilt)
+    assert _computed(tmp_path / "repair.log") == recomputed             # ...only the lost ones were
     if damage is _garbage:
-        assert kept == 0
+        assert kept == 0 and recomputed == TOTAL
     else:
-        assert 0 < kept < TOTAL
+        assert 0 < kept < rows and 0 < recomputed < TOTAL
     [aside] = (out / "cache").glob("responses.rank0.sqlite.damaged-*[0-9]")
     assert aside.stat().st_size > 0                                     # moved aside, never deleted
     after = _results(out)
