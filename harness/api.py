@@ -6,12 +6,13 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from harness import aggregates
+from harness import aggregates, determinism
 from harness import distributed, registry
 from harness.artifacts import ArtifactStore
 from harness.cache import NullCache, ResponseCache
 from harness.errors import HarnessError
 from harness.executor import Executor, RunnerPool, TaskRun
+from harness.health import Health, headline_problems
 from harness.metrics import Metric, normalize
 from harness.results import Counts, Manifest, TaskResult, load_run, read_manifest, write_derived
 from harness.runner import Runner, UnifiedModel, fingerprint_of
@@ -38,6 +39,9 @@ class RunConfig:
     rank: int = 0
     world_size: int = 1
     cli: list[str] | None = None
+    threads: int = determinism.DEFAULT_THREADS    # CPU threads of every evaluation process (harness/determinism.py)
+    max_failure_rate: float | None = None         # None: stop only when a runner fails everything (health.py)
+    repair_cache: bool = False                    # move damaged cache shards aside, keep what reads, recompute
 
 
 @dataclass
@@ -46,6 +50,8 @@ class RunResult:
     results: dict[str, TaskResult]
     manifest: Manifest
     derived: dict = field(default_factory=dict)   # cross-task metrics, e.g. the Consistency Score
+    failures: list[str] = field(default_factory=list)   # tasks whose headline could not be computed (run failed)
+    notes: list[str] = field(default_factory=list)      # the same under --limit, where a task may refuse it
     timings: dict = field(default_factory=dict)   # seconds per executor phase (harness.executor.Executor.timings)
 
 
@@ -159,12 +165,25 @@ def _finish_task(tr: TaskRun, runners: dict[str, Runner], model_info: dict, stor
     return res
 
 
+def check_config(config: RunConfig) -> None:
+    """Values of a RunConfig that no later step would catch before work starts."""
+    from harness.options import check_folder_name, check_rate, check_scorer_args, check_tags
+
+    if config.run_name is not None:
+        check_folder_name("--run-name", config.run_name)
+    check_tags(config.tags)
+    check_scorer_args(config.scorer_args)
+    check_rate("--max-failure-rate", config.max_failure_rate)
+    if not isinstance(config.threads, int) or config.threads < 1:
+        raise HarnessError(f"--threads {config.threads}: give a whole number of threads, at least 1")
+
+
 def evaluate(model, tasks, config: RunConfig | None = None) -> RunResult:
     """Run tasks (names, suites or Task objects) on a model (a --model string or a UnifiedModel)."""
-    from harness.models import resolve_model, model_slug
-    from harness.scorers import make_scorer
+    from harness.models import resolve_model
 
     config = config or RunConfig()
+    check_config(config)
     task_objs = [t for t in tasks if isinstance(t, Task)]
     names = [t for t in tasks if not isinstance(t, Task)]
     task_objs += build_tasks(names, config)
@@ -172,11 +191,27 @@ def evaluate(model, tasks, config: RunConfig | None = None) -> RunResult:
         raise HarnessError("no tasks selected; pass --tasks (see `python -m harness tasks`)")
     if len({t.name for t in task_objs}) != len(task_objs):
         raise HarnessError("the same task was selected twice")
-
     runner: UnifiedModel = model if isinstance(model, Runner) else resolve_model(model)
+    restore = determinism.apply(config.threads)      # before the fingerprint: CPU adapters record the count
+    try:
+        output = Path(config.output)
+        ensure_writable(output)
+        # the cache is checked before any run folder is touched: a damaged shard must not relabel a finished run
+        cache = NullCache() if not config.use_cache else ResponseCache(
+            output / "cache", rank=config.rank, world=config.world_size, repair=config.repair_cache)
+        try:
+            return _run(runner, task_objs, config, output, cache)
+        finally:
+            cache.close()
+    finally:
+        restore()
+
+
+def _run(runner: UnifiedModel, task_objs: list[Task], config: RunConfig, output: Path, cache) -> RunResult:
+    from harness.models import model_slug
+    from harness.scorers import make_scorer
+
     fp = runner.fingerprint()
-    output = Path(config.output)
-    ensure_writable(output)
     for t in task_objs:           # load every dataset before any model work: bad data fails fast
         t.docs()
     run_key = fingerprint_of(fp, sorted((t.name, t.version, t.profile, t.dataset_info.sha256, t.options)
@@ -188,7 +223,8 @@ def evaluate(model, tasks, config: RunConfig | None = None) -> RunResult:
     manifest = Manifest(
         run_id=store.run_id, status="running", started=now(), finished=None, model=model_info,
         tasks=[t.name for t in task_objs],
-        config={k: v for k, v in asdict(config).items() if k not in ("cli", "output", "progress", "rank")},
+        config={k: v for k, v in asdict(config).items() if k not in ("cli", "output", "progress", "rank",
+                                                                      "repair_cache")},
         data={t.name: t.dataset_info.to_dict() for t in task_objs}, cli=cli, env=environment(),
         world_size=config.world_size, tags=config.tags)
     if store.manifest_path.exists():     # a resumed or rescored run: keep its history and its other tasks
@@ -198,12 +234,13 @@ def evaluate(model, tasks, config: RunConfig | None = None) -> RunResult:
         manifest.data = {**previous.data, **manifest.data}
         manifest.invocations = previous.invocations
     manifest.invocations.append({"cli": cli, "started": now()})
+    dist = distributed.Dist(config.rank, config.world_size)
+    distributed.barrier(dist)            # every rank has checked its cache shards before any reads another's
     if config.rank == 0:
         store.write_manifest(manifest)
 
-    cache = NullCache() if not config.use_cache else ResponseCache(output / "cache", rank=config.rank)
     pool = RunnerPool(lambda: runner, lambda name: make_scorer(name, config.scorer_args.get(name, {})))
-    results: dict[str, dict] = {}
+    results: dict[str, TaskResult] = {}
 
     def on_task_done(tr: TaskRun) -> None:
         res = _finish_task(tr, pool.used(), model_info, store, config.rank, config.world_size)
@@ -213,28 +250,39 @@ def evaluate(model, tasks, config: RunConfig | None = None) -> RunResult:
     executor = Executor(pool, cache, ArtifactStore(output / "artifacts"), batch_size=config.batch_size,
                         seed=config.seed, read_cache=not config.overwrite, rank=config.rank,
                         world=config.world_size, progress=config.progress and config.rank == 0,
-                        on_task_done=on_task_done, progress_dir=output / "cache")
+                        on_task_done=on_task_done, progress_dir=output / "cache",
+                        health=Health(config.max_failure_rate))
+    derived: dict = {}
+    failures: list[str] = []
+    notes: list[str] = []
+    ran = False
     try:
         executor.run(task_objs)
+        ran = True
         manifest.status = "complete"
-        derived = {}
         if config.rank == 0:
             # over every finished task of this run folder, so a resumed or extended run combines them too
             derived = aggregates.compute_run(load_run(store.dir)[1])
             if derived:
                 write_derived(store.dir, derived)
+            failures, notes = headline_problems(results)
+            if failures:     # finished, but a headline is missing: never a run that looks complete
+                manifest.status = "failed"
+                manifest.failure = {"reason": "; ".join(failures), "tasks": sorted(results)}
     except KeyboardInterrupt:
         manifest.status = "interrupted"
         raise
-    except BaseException:
+    except BaseException as e:
         manifest.status = "failed"
+        manifest.failure = {"reason": " ".join(str(e).split())[:1000] if isinstance(e, HarnessError)
+                            else f"{type(e).__name__}: {e}"}
         raise
     finally:
-        if config.world_size > 1 and manifest.status == "complete":
-            distributed.barrier(distributed.Dist(config.rank, config.world_size))
+        if ran:          # the same on every rank, or a rank would wait at this barrier forever
+            distributed.barrier(dist)
         manifest.finished = now()
+        manifest.determinism = determinism.describe(config.threads)
         manifest.invocations[-1].update(status=manifest.status, finished=manifest.finished)
         if config.rank == 0:
             store.write_manifest(manifest)
-        cache.close()
-    return RunResult(store.dir, results, manifest, derived, dict(executor.timings))
+    return RunResult(store.dir, results, manifest, derived, failures, notes, dict(executor.timings))

@@ -3,57 +3,77 @@
 Each process writes only its own shard (no cross-process write locks, safe on shared filesystems) and reads every
 shard, so a run resumed with a different number of processes still finds all finished work. One transaction per
 finished batch: a crash or `kill -9` loses at most the batch in flight.
+
+Opening the cache checks it before any run folder is touched (harness.api opens it first): a shard that is not
+SQLite, is truncated or fails SQLite's quick_check is reported in one line, and nothing changes unless the user
+asks for `--repair-cache` (harness/cache_shards.py: the shard is moved aside, what can still be read is kept, the
+rest is recomputed); a shard or folder that cannot be written is reported before any work instead of failing on
+the first commit.
 """
 from __future__ import annotations
 
 import json
 import sqlite3
+import sys
 import time
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS responses (
-    key TEXT PRIMARY KEY,
-    target TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    created REAL NOT NULL
-)
-"""
-
-
-def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
-    if readonly:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, check_same_thread=False)
-    else:
-        # commits come from the executor's write-behind thread, lookups from the main thread, never at once
-        conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode is durable against process crashes (the case we promise); only power loss may cost
-        # the last transactions.
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute(SCHEMA)
-        conn.commit()
-    return conn
-
+from harness.cache_shards import connect, damage, repair_shard, shard_index
+from harness.errors import CacheError
 
 class ResponseCache:
-    """Key -> payload store shared by every runner of a run."""
+    """Key -> payload store shared by every runner of a run.
 
-    def __init__(self, directory: str | Path, rank: int = 0):
+    Rank r checks (and with `repair` repairs) the shards r, r + world, r + 2 world...: its own, and those of ranks
+    an earlier run had that this one has not, so no two processes ever repair the same file."""
+
+    def __init__(self, directory: str | Path, rank: int = 0, world: int = 1, repair: bool = False,
+                 say: Callable[[str], None] | None = None):
         self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        say = say or (lambda text: print(text, file=sys.stderr, flush=True))
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise CacheError(f"{self.dir}: cannot create the response cache folder ({e.strerror}); make the "
+                             "output folder writable, or pass --no-cache to run without the cache") from None
         self.own_path = self.dir / f"responses.rank{rank}.sqlite"
-        self._own = _connect(self.own_path, readonly=False)
+        mine = {p for p in self.dir.glob("responses.rank*.sqlite") if (shard_index(p) or 0) % world == rank}
+        for path in sorted(mine | {self.own_path}):
+            reason = damage(path)
+            if reason is None:
+                continue
+            if not repair:
+                raise CacheError(f"{path}: this response cache shard is damaged ({reason}); nothing has been "
+                                 "changed. Rerun with --repair-cache to move it aside, keep the answers that can "
+                                 "still be read and recompute the rest, or with --no-cache to run without the cache")
+            aside, kept = repair_shard(path)
+            say(f"repaired {path}: the damaged shard is now {aside.name}; {kept} answers could still be read and "
+                "are kept, the rest will be recomputed")
+        self._own = self._open_own()
         self._others: dict[Path, sqlite3.Connection] = {}
+
+    def _open_own(self) -> sqlite3.Connection:
+        """The writable shard, proven writable by a write that is rolled back (a read-only file opens fine and
+        would only fail at the first commit, mid-run)."""
+        try:
+            conn = connect(self.own_path, readonly=False)
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT OR REPLACE INTO responses VALUES ('', '', '', '', '{}', 0)")
+            conn.execute("ROLLBACK")
+            return conn
+        except sqlite3.OperationalError as e:
+            raise CacheError(f"{self.own_path}: the response cache cannot be written ({e}); make it and its folder "
+                             "writable, or pass --no-cache to run without reading or writing the cache") from None
+        except sqlite3.DatabaseError as e:
+            raise CacheError(f"{self.own_path}: the response cache cannot be opened ({e}); rerun with "
+                             "--repair-cache, or pass --no-cache") from None
 
     def _readers(self) -> list[sqlite3.Connection]:
         for path in sorted(self.dir.glob("responses.rank*.sqlite")):
             if path != self.own_path and path not in self._others:
                 try:
-                    self._others[path] = _connect(path, readonly=True)
+                    self._others[path] = connect(path, readonly=True)
                 except sqlite3.OperationalError:
                     continue
         return [self._own, *self._others.values()]
@@ -69,17 +89,29 @@ class ResponseCache:
                 try:
                     rows = conn.execute(f"SELECT key, payload FROM responses WHERE key IN ({marks})", chunk)
                     for key, payload in rows:
-                        found[key] = json.loads(payload)
+                        try:
+                            found[key] = json.loads(payload)
+                        except ValueError:    # an unreadable answer is recomputed (and replaced), never trusted
+                            continue
                 except sqlite3.OperationalError:   # a shard another rank is still creating
                     break
+                except sqlite3.DatabaseError as e:
+                    raise self._failed(e) from None
         return found
 
     def put_many(self, items: Iterable[tuple[str, str, str, str, dict]]) -> None:
         """Commit (key, target, kind, fingerprint, payload) rows in one transaction."""
         now = time.time()
         rows = [(k, t, kind, fp, json.dumps(p, sort_keys=True), now) for k, t, kind, fp, p in items]
-        with self._own:
-            self._own.executemany("INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?)", rows)
+        try:
+            with self._own:
+                self._own.executemany("INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?)", rows)
+        except sqlite3.DatabaseError as e:
+            raise self._failed(e) from None
+
+    def _failed(self, e: Exception) -> CacheError:
+        return CacheError(f"{self.dir}: the response cache failed during the run ({e}); every batch finished "
+                          "before it is kept; rerun the same command (with --repair-cache if a shard is damaged)")
 
     def count(self) -> int:
         return sum(c.execute("SELECT COUNT(*) FROM responses").fetchone()[0] for c in self._readers())

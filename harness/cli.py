@@ -13,6 +13,15 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
 
 
+def _reliability(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-failure-rate", type=float, default=None, metavar="R",
+                   help="stop the run when more than this share of a runner's requests fail, judged from its first "
+                        "two batches on (default: stop only when every one of them fails; 1 never stops)")
+    p.add_argument("--repair-cache", action="store_true",
+                   help="if a response-cache shard is damaged, move it aside, keep the answers that can still be "
+                        "read and recompute the rest (without it a damaged shard stops the command, changing nothing)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description="Evaluate unified multimodal models.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -40,9 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
                      '\'{"mmbench_en_dev": {"judge": true}}\' (`python -m harness tasks` lists the options)')
     run.add_argument("--no-cache", action="store_true", help="neither read nor write the response cache")
     run.add_argument("--overwrite", action="store_true", help="recompute everything and replace cached answers")
-    run.add_argument("--run-name", default=None, help="name of the run folder (default: derived from the config)")
+    run.add_argument("--run-name", default=None, help="name of the run folder: a plain name, no / or .. "
+                     "(default: derived from the config)")
     run.add_argument("--tag", action="append", metavar="KEY=VALUE", help="label the run (repeatable)")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _reliability(run)
+    run.add_argument("--threads", type=int, default=1, help="CPU threads of every evaluation process (default 1, "
+                     "whatever OMP_NUM_THREADS says): the same count in every process keeps CPU results identical "
+                     "across process counts; recorded in the manifest")
     run.add_argument("--leaderboard", action="store_true",
                      help="rebuild the leaderboards from the results folder afterwards (into OUTPUT/leaderboards; "
                           "on by default when `run` has no arguments)")
@@ -73,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--task-args", default=None, help='JSON object {task: {option: value}}, as for run')
     score.add_argument("--scorer-args", default=None, help="JSON object {scorer: {arg: value}}, as for run")
     score.add_argument("--output", default=None, help="write the full results JSON (a run's results.json) here")
+    score.add_argument("--max-failure-rate", type=float, default=None, metavar="R",
+                       help="stop when more than this share of a scorer's requests fail (default: only when all "
+                            "of them do; 1 never stops); missing predictions never stop it")
     _common(score)
 
     rescore = sub.add_parser("rescore", help="recompute scores of a run from its stored outputs",
@@ -81,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     rescore.add_argument("--tasks", default=None, help="only these tasks (comma-separated)")
     rescore.add_argument("--profile", default=None, help="rescore under another scoring profile")
     rescore.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _reliability(rescore)
     _common(rescore)
 
     board = sub.add_parser("leaderboard", help="regenerate leaderboards from stored results",

@@ -42,10 +42,14 @@ def cmd_run(args, argv) -> int:
     if args.batch_size < 1:
         raise HarnessError("--batch-size must be at least 1")
     from harness import distributed
+    from harness.options import check_device, check_folder_name
 
+    if args.run_name is not None:
+        check_folder_name("--run-name", args.run_name)
     dist = distributed.from_env()
     model_args = json_arg("--model-args", args.model_args)
     if args.device:
+        check_device(args.device)
         model_args["device"] = args.device
     elif dist.world > 1:
         model_args["device"] = _rank_device(dist)
@@ -56,7 +60,8 @@ def cmd_run(args, argv) -> int:
                        overwrite=args.overwrite, run_name=args.run_name, tags=parse_tags(args.tag),
                        scorer_args=json_arg("--scorer-args", args.scorer_args),
                        task_args=_task_args(args.task_args), progress=not args.no_progress,
-                       cli=["python", "-m", "harness", *argv], rank=dist.rank, world_size=dist.world)
+                       cli=["python", "-m", "harness", *argv], rank=dist.rank, world_size=dist.world,
+                       threads=args.threads, max_failure_rate=args.max_failure_rate, repair_cache=args.repair_cache)
     result = evaluate(model, args.tasks.split(","), config)
     if dist.main:
         from harness.report import derived_lines
@@ -69,7 +74,20 @@ def cmd_run(args, argv) -> int:
             from harness.leaderboard import build_all, summary
 
             print(f"leaderboards: {summary(build_all(args.output))}")
+        _headline_verdict(result.failures, result.notes, "the run is marked failed")
     return 0
+
+
+def _headline_verdict(failures: list[str], notes: list[str], consequence: str) -> None:
+    """Notes about partial headlines on stderr; a headline missing on the whole data set fails the command."""
+    import sys
+
+    from harness.errors import RunFailed
+
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    if failures:
+        raise RunFailed("; ".join(failures) + f"; {consequence} (see the task's results.json details)")
 
 
 def _task_args(text: str | None) -> dict:
@@ -177,12 +195,20 @@ def cmd_score(args, argv) -> int:
         raise HarnessError(f"--task-args names task {stray[0]!r}; score runs only {args.task!r}")
     task = registry.TASKS.load(args.task)(data=args.data, profile=args.profile, **options.get(args.task, {}))
     task.score_only = True
-    res = score(task, model_for(task, args.predictions, args.images), json_arg("--scorer-args", args.scorer_args))
+    from harness.health import headline_problems
+    from harness.options import check_rate, check_scorer_args
+
+    check_rate("--max-failure-rate", args.max_failure_rate)
+    scorer_args = json_arg("--scorer-args", args.scorer_args)
+    check_scorer_args(scorer_args)           # before the documents and predictions are read
+    res = score(task, model_for(task, args.predictions, args.images), scorer_args,
+                max_failure_rate=args.max_failure_rate)
     print(json.dumps({"task": task.name, "profile": task.profile,
                       "metrics": {k: m.to_dict() for k, m in res.metrics.items()},
                       "missing_predictions": res.missing_predictions}, indent=2))
     if args.output:
         write_task_result(Path(args.output), res)
+    _headline_verdict(*headline_problems({task.name: res}), "the scores are incomplete")
     return 0
 
 
@@ -202,17 +228,19 @@ def cmd_rescore(args, argv) -> int:
     unknown = [t for t in tasks if t not in manifest.tasks]
     if unknown:
         raise HarnessError(f"--tasks: {unknown[0]!r} is not part of this run ({', '.join(manifest.tasks)})")
+    cfg = manifest.run_config(str(run_dir / "manifest.json"))
     samples = [run_dir / t / "samples.jsonl" for t in tasks if (run_dir / t / "samples.jsonl").exists()]
     model = ReplayModel(manifest.model, samples)
     output = run_dir.parent.parent
     model.artifacts = ArtifactStore(output / "artifacts")
-    cfg = manifest.config
     config = RunConfig(output=output, data=cfg.get("data"), limit=cfg.get("limit"),
-                       batch_size=cfg.get("batch_size", 8), seed=cfg.get("seed", 1234),
-                       profile=args.profile or cfg.get("profile"), run_name=run_dir.name, tags=cfg.get("tags", {}),
-                       scorer_args=cfg.get("scorer_args", {}), progress=not args.no_progress,
-                       task_args={t: o for t, o in cfg.get("task_args", {}).items() if t in tasks},
-                       cli=manifest.cli)
+                       batch_size=cfg.get("batch_size") or 8, seed=1234 if cfg.get("seed") is None else cfg["seed"],
+                       profile=args.profile or cfg.get("profile"), run_name=run_dir.name, tags=cfg.get("tags") or {},
+                       scorer_args=cfg.get("scorer_args") or {}, progress=not args.no_progress,
+                       task_args={t: o for t, o in (cfg.get("task_args") or {}).items() if t in tasks},
+                       cli=manifest.cli, threads=cfg.get("threads") or 1,
+                       max_failure_rate=args.max_failure_rate if args.max_failure_rate is not None
+                       else cfg.get("max_failure_rate"), repair_cache=args.repair_cache)
     task_objs = build_tasks(tasks, config)
     if args.profile:
         for task in task_objs:
@@ -220,6 +248,7 @@ def cmd_rescore(args, argv) -> int:
     result = evaluate(model, task_objs, config)
     print(table(result.results))
     print(f"\nrescored: {result.run_dir}")
+    _headline_verdict(result.failures, result.notes, "the run is marked failed")
     return 0
 
 

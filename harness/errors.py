@@ -17,3 +17,14 @@ class DataError(HarnessError):
 
 class WeightsError(HarnessError):
     """Model or scorer weights are missing; the message says which files to place where."""
+
+
+class CacheError(HarnessError):
+    """The response cache cannot be used (a damaged shard, a read-only file); the message says how to go on."""
+
+
+class RunFailed(HarnessError):
+    """The run itself failed (a runner failing every request, a headline that could not be computed): its inputs
+    may be fine, so the exit code differs from bad input's. What was computed is kept."""
+
+    exit_code = 3

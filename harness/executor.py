@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from harness.artifacts import ArtifactStore
 from harness.errors import HarnessError
+from harness.health import Health
 from harness.pipeline import Prefetch, WriteBehind, hash_images
 from harness.runner import Runner
 from harness.task import Task
@@ -98,7 +99,7 @@ class Executor:
     def __init__(self, pool: RunnerPool, cache, artifacts: ArtifactStore, *, batch_size: int = 8,
                  seed: int = 1234, read_cache: bool = True, rank: int = 0, world: int = 1,
                  progress: bool = True, on_task_done: Callable[[TaskRun], None] | None = None,
-                 progress_dir=None):
+                 progress_dir=None, health: Health | None = None):
         self.pool = pool
         self.cache = cache
         self.artifacts = artifacts
@@ -108,6 +109,7 @@ class Executor:
         self.rank, self.world = rank, world
         self.progress = progress
         self.on_task_done = on_task_done
+        self.health = health or Health()
         # with several processes every rank reports its counts here and rank 0's bar shows the global total
         self.progress_dir = progress_dir if world > 1 else None
         self._round = 0
@@ -202,6 +204,7 @@ class Executor:
         batches = [misses[start:start + size] for start in range(0, len(misses), size)]
         writes = WriteBehind(depth=2)
         prefetch = Prefetch()
+        self.health.observe(target, kind, len(unique) - len(misses), 0, None, size, final=False)
         try:
             ready = prefetch.start([unique[k] for k in batches[0]]) if batches else None
             for n, chunk in enumerate(batches):
@@ -214,17 +217,24 @@ class Executor:
                 t0 = time.perf_counter()
                 outs = self._call(runner, kind, batch)
                 seconds += time.perf_counter() - t0
+                errors = []
                 for key, resp in zip(chunk, outs):
                     resp.meta["cached"] = False
-                    failed += not resp.ok
+                    if not resp.ok:
+                        errors.append(resp.error)
                     answers[key] = resp
+                failed += len(errors)
                 self.timings["writes_wait"] += writes.submit(
                     lambda chunk=chunk, outs=outs, batch=batch: self._store(target, kind, fp, chunk, outs, batch,
                                                                             writes.parallel),
                     lambda k=len(chunk), f=failed: (bar.update(k), report.update(k),
                                                     bar.set_postfix(cached=len(unique) - len(misses), failed=f,
                                                                     refresh=False)))
+                # a stop raised here still stores every queued batch (abandon below): nothing computed is lost
+                self.health.observe(target, kind, len(chunk) - len(errors), len(errors),
+                                    errors[0] if errors else None, size, final=False)
             self.timings["writes_wait"] += writes.drain()
+            self.health.observe(target, kind, 0, 0, None, size, final=True)
         except BaseException:
             writes.abandon()
             raise

@@ -26,6 +26,7 @@ class PredictionsModel(UnifiedModel):
         if not path.exists():
             raise HarnessError(f"--predictions {path}: no such file")
         preds: dict[str, str] = {}
+        lines: dict[str, int] = {}
         with open(path, encoding="utf-8") as f:
             for n, line in enumerate(f, 1):
                 if not line.strip():
@@ -38,7 +39,14 @@ class PredictionsModel(UnifiedModel):
                     raise HarnessError(f"--predictions {path}: line {n} needs the fields 'doc_id' and 'prediction'")
                 if not isinstance(row["prediction"], str):
                     raise HarnessError(f"--predictions {path}: line {n}: 'prediction' must be a string")
-                preds[str(row["doc_id"])] = row["prediction"]
+                doc_id = str(row["doc_id"])
+                if doc_id in lines:     # which of the two answers is the model's? never silently the last
+                    raise HarnessError(f"--predictions {path}: lines {lines[doc_id]} and {n} both give doc_id "
+                                       f"{doc_id!r}; keep one prediction per document")
+                preds[doc_id], lines[doc_id] = row["prediction"], n
+        if not preds:
+            raise HarnessError(f"--predictions {path}: the file holds no predictions; give one "
+                               '{"doc_id": ..., "prediction": "..."} per line')
         return cls(preds, str(path))
 
     def fingerprint(self) -> str:

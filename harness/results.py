@@ -165,13 +165,29 @@ class Manifest:
     producer: str | None = None
     lmms_eval: dict | None = None
     imported: dict | None = None
+    determinism: dict | None = None     # thread count and kernel settings the run used (harness/determinism.py)
+    failure: dict | None = None         # why a run is `failed`: {"reason": one line, "tasks": [...] when a task's}
     schema_version: int = SCHEMA_VERSION
     extra: dict = field(default_factory=dict)
+
+    #: the types of the config fields the harness writes (a RunConfig); `rescore` runs the run again from them
+    CONFIG_TYPES = {"data": "str?", "limit": "int?", "batch_size": "int?", "seed": "int?", "profile": "str?",
+                    "tags": "object?", "scorer_args": "object?", "task_args": "object?", "threads": "int?",
+                    "max_failure_rate": "number?"}
+
+    def run_config(self, where: str = "manifest.json") -> dict:
+        """The run's config, its fields type-checked (a tampered manifest gives one line, not a traceback)."""
+        from harness.options import check_value
+
+        for key, kind in self.CONFIG_TYPES.items():
+            check_value(f"{where}: config.{key}", self.config.get(key), kind)
+        _need(isinstance(self.model.get("fingerprint"), str), where, "field 'model.fingerprint' must be a string")
+        return self.config
 
     def to_dict(self) -> dict:
         out = {k: getattr(self, k) for k in ("run_id", "status", "started", "finished", "model", "tasks", "config",
                                              "data", "cli", "env", "world_size", "tags", "invocations")}
-        for name in ("producer", "lmms_eval", "imported"):
+        for name in ("producer", "lmms_eval", "imported", "determinism", "failure"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
         return {**out, **self.extra, "schema_version": self.schema_version}
@@ -185,13 +201,22 @@ class Manifest:
         tasks = known.get("tasks")
         _need(isinstance(tasks, list) and all(isinstance(t, str) for t in tasks), where,
               "field 'tasks' must be a list of task names")
+        # task names become folder names (show, rescore): a tampered manifest must not point outside the run
+        _need(all(t and t not in (".", "..") and "/" not in t and "\\" not in t for t in tasks), where,
+              "field 'tasks' holds a name that is not a plain folder name")
         known.setdefault("status", "unknown")
+        _need(isinstance(known["status"], str), where, "field 'status' must be a string")
+        _need(known.get("cli") is None or isinstance(known["cli"], list), where, "field 'cli' must be a list")
         known["model"] = known.get("model") or {}
         _need(isinstance(known["model"], dict), where, "field 'model' must be an object")
         for name in ("config", "data", "env", "tags"):
             known[name] = known.get(name) or {}
             _need(isinstance(known[name], dict), where, f"field {name!r} must be an object")
         known["invocations"] = known.get("invocations") or []
+        _need(isinstance(known["invocations"], list) and all(isinstance(i, dict) for i in known["invocations"]),
+              where, "field 'invocations' must be a list of objects")
+        for name in ("determinism", "failure"):
+            _need(known.get(name) is None or isinstance(known[name], dict), where, f"field {name!r} must be an object")
         known["schema_version"] = SCHEMA_VERSION
         return cls(**known, extra=extra)
 

@@ -108,7 +108,7 @@ def keep_ids_apart(task: Task) -> None:
     task.stages = lambda: [wrap(s) for s in stages()]
 
 
-def score(task: Task, model: UnifiedModel, scorer_args: dict) -> TaskResult:
+def score(task: Task, model: UnifiedModel, scorer_args: dict, max_failure_rate: float | None = None) -> TaskResult:
     """Run the task on the stored outputs and return its results (as a run writes them)."""
     from harness.api import task_results, used_runners
     from harness.artifacts import ArtifactStore
@@ -116,10 +116,16 @@ def score(task: Task, model: UnifiedModel, scorer_args: dict) -> TaskResult:
     from harness.executor import Executor, RunnerPool
     from harness.scorers import make_scorer
 
+    from harness.health import Health
+    from harness.options import check_scorer_args
+
+    check_scorer_args(scorer_args)
     keep_ids_apart(task)
     pool = RunnerPool(lambda: model, lambda name: make_scorer(name, scorer_args.get(name, {})))
+    # the stored outputs may lack answers (counted as missing predictions); a scorer failing everything stops it
+    health = Health(max_failure_rate, exempt=(MODEL,))
     with tempfile.TemporaryDirectory() as tmp:
-        [tr] = Executor(pool, NullCache(), ArtifactStore(tmp), progress=False).run([task])
+        [tr] = Executor(pool, NullCache(), ArtifactStore(tmp), progress=False, health=health).run([task])
     runners = used_runners(tr, pool.used())
     res = task_results(task, tr.records, tr.stats.to_dict(), runners,
                        {"spec": model.spec, **model.describe()}, tr.stats.started, tr.stats.runner_seconds)

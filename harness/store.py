@@ -78,8 +78,9 @@ def read_json(path: Path):
 
 
 def slug(text: str) -> str:
-    s = re.sub(r"[^A-Za-z0-9._-]+", "__", text.strip().strip("/"))
-    return s[-80:] or "model"
+    """A folder name made from free text (a model id, a task name from an imported file): never '.' or '..'."""
+    s = re.sub(r"[^A-Za-z0-9._-]+", "__", text.strip().strip("/"))[-80:]
+    return "model" if s.strip(".") == "" else s
 
 
 def ensure_writable(directory: Path) -> None:
@@ -136,6 +137,11 @@ class RunStore:
     """Paths and writers of one run folder."""
 
     def __init__(self, output: Path, model_slug: str, run_id: str):
+        from harness.options import check_folder_name
+
+        # both become folders under --output: a name like '../../x' must not write elsewhere
+        check_folder_name("model folder", model_slug)
+        check_folder_name("--run-name", run_id)
         self.output = Path(output)
         self.dir = self.output / model_slug / run_id
         self.run_id = run_id
@@ -145,7 +151,9 @@ class RunStore:
         return self.dir / "manifest.json"
 
     def task_dir(self, task: str) -> Path:
-        return self.dir / task
+        from harness.options import check_folder_name
+
+        return self.dir / check_folder_name("task", task)
 
     def write_manifest(self, manifest) -> None:
         """A harness.results.Manifest."""
@@ -155,7 +163,10 @@ class RunStore:
         """A task's files: extras, samples.jsonl, then results.json (a harness.results.TaskResult)."""
         lines = "".join(json.dumps(s, ensure_ascii=False, sort_keys=True, default=str) + "\n" for s in samples)
         # samples and extras first: results.json appearing is the sign that a task's files are complete
+        from harness.options import check_folder_name
+
         for name, content in (extras or {}).items():
+            check_folder_name(f"{task}: extra file", name)      # written beside results.json, never elsewhere
             if isinstance(content, bytes):
                 write_bytes(self.task_dir(task) / name, content)
             else:

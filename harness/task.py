@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, ClassVar
 
 from harness.errors import DataError, HarnessError
+from harness.options import check_value
 from harness.types import MODEL, Image, Request, Response
 
 Outputs = dict[str, list[Response]]
@@ -88,6 +89,9 @@ class Task:
     display_scale: ClassVar[float] = 100.0
     #: task options accepted from `--task-args` (name -> one-line help)
     options_help: ClassVar[dict[str, str]] = {}
+    #: each option's type, checked before any work (harness/options.py: "bool", "int", "number", "str", "size",
+    #: a trailing "?" for null, or a tuple of allowed values); every option in options_help declares one
+    option_types: ClassVar[dict[str, Any]] = {}
     #: how lmms-eval names and scores this benchmark (harness.integrations.equivalence.LmmsEquivalent), if it does
     lmms: ClassVar[Any] = None
     #: set by `score` (harness/score_mode.py): the model's answers are stored ones, so documents need no pixels
@@ -107,6 +111,9 @@ class Task:
         if unknown:
             known = ", ".join(sorted(self.options_help)) or "none"
             raise HarnessError(f"--task-args for {self.name}: unknown option {unknown[0]!r} (options: {known})")
+        for option, value in options.items():
+            if option in self.option_types:
+                check_value(f"--task-args for {self.name}: option {option!r}", value, self.option_types[option])
         self.limit = limit
         self.options = options
         self._docs: list[dict] | None = None
@@ -120,6 +127,9 @@ class Task:
     def docs(self) -> list[dict]:
         if self._docs is None:
             docs, info = self.load()
+            if not docs:     # a "complete" run over nothing would report metrics of nothing
+                raise DataError(f"task {self.name}: {info.name} holds no documents; give --data a file or folder "
+                                "with rows in the benchmark's schema")
             info.n_total = info.n_total or len(docs)
             if self.limit is not None:
                 docs = docs[: self.limit]

@@ -134,3 +134,22 @@ def test_the_checks_see_the_layers():
     assert layers == {"engine", "adapters", "scorers", "tasks", "trainer", "factory"}
     assert "harness.registry" in GRAPH["harness.api"] and "harness.models" in GRAPH["harness.api"]
     assert len(MODULES) > 100
+
+
+def test_nothing_is_unpickled_unsafely():
+    """Loading a file from elsewhere (a checkpoint folder, a pretraining workdir, scorer weights) never runs code:
+    no torch.load without weights_only=True, no pickle.load(s) anywhere in the packages."""
+    unsafe = []
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+                continue
+            owner = node.func.value.id if isinstance(node.func.value, ast.Name) else None
+            if owner == "pickle" and node.func.attr in ("load", "loads", "Unpickler"):
+                unsafe.append(f"{module}:{node.lineno}")
+            if owner == "torch" and node.func.attr == "load":
+                safe = any(k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True
+                           for k in node.keywords)
+                if not safe:
+                    unsafe.append(f"{module}:{node.lineno}")
+    assert unsafe == []

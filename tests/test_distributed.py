@@ -99,3 +99,38 @@ def test_kill_two_processes_resume_with_one(tmp_path, doubles):
     ref = run_cli(*_args(tmp_path / "ref", tmp_path / "ref.log"))
     assert ref.returncode == 0
     assert _outputs(out) == _outputs(tmp_path / "ref")
+
+
+def _generated(out, task: str) -> list:
+    """Per document: each model request's kind, prompt and answer (image hashes for generate, text otherwise)."""
+    [samples] = out.glob(f"*/*/{task}/samples.jsonl")
+    got = []
+    for line in samples.read_text().splitlines():
+        doc = json.loads(line)
+        for stage, entries in sorted(doc["requests"].items()):
+            for e in entries:
+                if e["target"] == "model":
+                    got.append((doc["doc_id"], stage, e["kind"], e.get("text"),
+                                e["response"].get("images") or e["response"].get("text")))
+    return got
+
+
+def test_one_and_two_processes_draw_the_same_images_on_the_cpu(tmp_path):
+    """The bundled model's UnifiedBench round trips (caption sampled, then an image drawn from it) with 1 process and
+    with 2: the same captions and the same image bytes, not only the same metrics. A lone process would take every
+    core (here OMP_NUM_THREADS=2) and torchrun gives each process one thread; both run with --threads' count."""
+    args = ["run", "--tasks", "unified_bench", "--data", "shapes", "--limit", "16", "--no-progress"]
+    one = run_cli(*args, "--output", tmp_path / "one", env={"OMP_NUM_THREADS": "2"})
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = subprocess.run(_torchrun(2, *args, "--output", tmp_path / "two"), cwd=ROOT, capture_output=True, text=True,
+                         timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:]
+    a, b = _generated(tmp_path / "one", "unified_bench"), _generated(tmp_path / "two", "unified_bench")
+    assert len([x for x in a if x[2] == "generate"]) == 16
+    assert a == b
+    for out in (tmp_path / "one", tmp_path / "two"):
+        [manifest] = out.glob("*/*/manifest.json")
+        det = json.loads(manifest.read_text())["determinism"]
+        assert det["threads"] == 1 and det["torch"]["num_threads"] == 1
+    [ra], [rb] = (list(o.glob("*/*/unified_bench/results.json")) for o in (tmp_path / "one", tmp_path / "two"))
+    assert json.loads(ra.read_text())["metrics"] == json.loads(rb.read_text())["metrics"]

@@ -200,3 +200,28 @@ def test_fingerprint_and_repr():
     no_leak(c, fp, vars(c))
     with pytest.raises(ValueError, match="credentials"):
         JudgeClient("https://user:pw@api.example.com/v1", "m")
+
+
+@pytest.mark.parametrize("before_cut", [1, 5, 14, len(FAKE_KEY) - 1])
+def test_a_key_straddling_the_error_cut_is_redacted_whole(serve, before_cut):
+    """The error body is cut to 300 characters for the record; the key is redacted before the cut, so no part of
+    a key that straddles it is kept (it used to keep the part before the cut)."""
+    def behaviour(call, h, body):
+        message = "x" * (300 - before_cut) + FAKE_KEY + " and more text after it"
+        return 401, {"Content-Type": "application/json"}, json.dumps({"error": {"message": message}}).encode()
+    srv, url = serve(behaviour)
+    res = client(url).chat(MSG)
+    assert not res.ok and "HTTP 401" in res.error
+    # the message is cut at 300 characters after the key became the marker: the marker is cut, never the key
+    assert res.error.endswith("x" * 5 + "[redacted] and more text after it"[:before_cut])
+    assert not any(FAKE_KEY[:k] in res.error for k in range(3, len(FAKE_KEY) + 1))
+    no_leak(res)
+
+
+def test_redact_removes_the_key_before_cutting_and_a_cut_key_tail():
+    from harness.scorers.judge_client import redact
+
+    text = "a" * 290 + FAKE_KEY
+    assert redact(text, FAKE_KEY, 300) == "a" * 290 + "[redacted]"
+    assert redact("error: " + FAKE_KEY[:10], FAKE_KEY) == "error: [redacted]"     # a read that stopped mid-key
+    assert redact("no secret here", "") == "no secret here"

@@ -125,3 +125,31 @@ def test_chance_levels_come_from_each_question_family(tmp_path):
     assert chance["is there a"]["chance"] == pytest.approx(1 / 2)
     # a wrong yes/no guess still earns 0.6 from the two dissenting annotators
     assert chance["is there a"]["guess_score"] == pytest.approx((1 + 0.6) / 2)
+
+
+def test_pretraining_checkpoints_hold_no_pickle_and_refuse_one(tmp_path):
+    import os
+    import pickle
+
+    from harness.errors import HarnessError
+    from tinyfactory.workers import load_ckpt, save_atomic
+
+    state = {"model": {"w": torch.arange(6.0).reshape(2, 3)}, "opt": {"state": {0: {"step": torch.tensor(3.0)}},
+                                                                      "param_groups": [{"betas": (0.9, 0.98)}]},
+             "step": 7}
+    save_atomic(state, tmp_path / "vq.safetensors")
+    back = load_ckpt(tmp_path / "vq.safetensors")
+    assert torch.equal(back["model"]["w"], state["model"]["w"]) and back["step"] == 7
+    assert back["opt"]["param_groups"][0]["betas"] == (0.9, 0.98) and 0 in back["opt"]["state"]
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'ran'}",))
+
+    (tmp_path / "vision.pt").write_bytes(pickle.dumps({"model": Payload()}))       # an earlier version's name
+    with pytest.raises(HarnessError, match="refused"):
+        load_ckpt(tmp_path / "vision.safetensors")
+    (tmp_path / "joint.safetensors").write_bytes(pickle.dumps({"model": Payload()}))
+    with pytest.raises(HarnessError, match="not a readable"):
+        load_ckpt(tmp_path / "joint.safetensors")
+    assert not (tmp_path / "ran").exists()

@@ -25,3 +25,18 @@ def test_adding_a_task_example_runs(tmp_path):
                    "--no-progress")
     assert proc.returncode == 0, proc.stderr
     assert re.search(r"my_task\s+accuracy \*\s+\d", proc.stdout)
+
+
+def test_every_test_the_reliability_table_names_exists():
+    """The README's reliability table says which test keeps each row true: each one must exist."""
+    import ast
+
+    text = (ROOT / "README.md").read_text()
+    table = text.split("<!-- reliability-table:start -->", 1)[1].split("<!-- reliability-table:end -->", 1)[0]
+    named = re.findall(r"`(test_\w+\.py)::(test_\w+)`", table)
+    assert len(named) >= 15
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| case")]
+    assert all("::" in row for row in rows)                               # every row names its test
+    for file, name in named:
+        tree = ast.parse((ROOT / "tests" / file).read_text())
+        assert name in {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}, f"{file}::{name}"

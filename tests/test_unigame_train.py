@@ -157,3 +157,35 @@ def test_checkpoints_load_in_the_harness_stacked_ones_included(models, tmp_path)
     base = _answer_logits(JanusHooks(base_model, base_processor), batch)
     assert (trained - base).abs().max() > 1e-3                    # training moved the model...
     assert torch.allclose(loaded, trained, atol=1e-4)             # ...and the checkpoint is exactly that model
+
+
+class _Payload:
+    """A pickle that runs code when unpickled (what a crafted checkpoint folder would hold)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("where", ["state.safetensors", "state.pt"])
+def test_a_pickle_payload_in_a_checkpoint_is_refused_without_running(models, tmp_path, where):
+    import pickle
+
+    from harness.errors import HarnessError
+
+    flags = ["--method", "sft", "--steps", "2"]
+    first = train(_cfg(models, tmp_path / "run", *flags, "--stop-at", "1"))
+    training = first["checkpoints"][-1] / "training"
+    assert (training / "state.safetensors").is_file() and not (training / "state.pt").exists()   # no pickle
+    marker = tmp_path / "payload-ran"
+    if where == "state.pt":                       # a folder laid out as earlier versions wrote it
+        (training / "state.safetensors").unlink()
+    (training / where).write_bytes(pickle.dumps({"trainer": _Payload(marker)}))
+    with pytest.raises(HarnessError, match="training state") as err:
+        train(_cfg(models, tmp_path / "run", *flags, "--resume"))
+    assert str(training / where) in str(err.value)
+    assert not marker.exists()                    # refused before anything in it ran

@@ -1,6 +1,6 @@
 """The LM phases of `tinyfactory.pretrain`, each on two data-parallel ranks (one process, one thread each).
 
-* "und": understanding on packed prompts, starting from the pretrained encoder (`vision.pt`), with the auxiliary
+* "und": understanding on packed prompts, starting from the pretrained encoder (`vision.safetensors`), with the auxiliary
   per-patch head kept on;
 * "joint": one model learns understanding and generation together: the understanding loss plus the teacher-forced
   generation loss (janus.md pitfall 3) on VQ codes of freshly rendered images, with CFG dropout that turns the
@@ -29,19 +29,19 @@ from tinyfactory.steps import Packer, images_to_tensor, quantise
 from tinyfactory.workers import (setup_worker, aux_head_for, build, load_ckpt, lr_at, mark_done,
                                              save_atomic, und_backward, und_chunks)
 
-# phase -> (the checkpoint it starts from, whether it trains generation); each phase saves <phase>.pt
+# phase -> (the checkpoint it starts from, whether it trains generation); each phase saves <phase>.safetensors
 PHASES = {"und": ("vision", False), "joint": ("und", True), "focus": ("joint", True)}
 
 
 def start_from(model, processor, workdir: Path, r: dict, phase: str) -> torch.nn.Module:
     """Load the previous phase's weights (and the VQ for the phases with generation); returns the auxiliary head."""
     previous, generation = PHASES[phase]
-    prev = load_ckpt(workdir / f"{previous}.pt")
+    prev = load_ckpt(workdir / f"{previous}.safetensors")
     model.load_state_dict(prev["model"], strict=False)
     aux_head = aux_head_for(model, processor.tokenizer, r)
     aux_head.load_state_dict(prev["aux"])
     if generation:
-        model.model.vqmodel.load_state_dict(load_ckpt(workdir / "vq.pt")["vq"])
+        model.model.vqmodel.load_state_dict(load_ckpt(workdir / "vq.safetensors")["vq"])
     if phase == "joint":      # the first phase with generation
         with torch.no_grad():   # code inputs start as the (unit-norm) codebook vectors the VQ decoder reads
             model.model.generation_embeddings.weight.copy_(
@@ -101,7 +101,7 @@ def lm_worker(rank: int, world: int, workdir: str, init_file: str, phase: str) -
     groups = [{"params": [p for p in params if id(p) in encoder], "scale": r["encoder_lr_scale"]},
               {"params": [p for p in params if id(p) not in encoder], "scale": 1.0}]
     opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
-    ckpt_path, start = workdir / f"{phase}.pt", 0
+    ckpt_path, start = workdir / f"{phase}.safetensors", 0
     if (ck := load_ckpt(ckpt_path)) is not None:
         model.load_state_dict(ck["model"], strict=False)
         aux_head.load_state_dict(ck["aux"])

@@ -127,8 +127,8 @@ def export(workdir: Path, out: Path, r: dict, meta: dict) -> None:
     from tinyfactory.build import generation_config
 
     model, processor = build(workdir)
-    model.model.vqmodel.load_state_dict(load_ckpt(workdir / "vq.pt")["vq"])
-    missing = model.load_state_dict(load_ckpt(workdir / "focus.pt")["model"], strict=False).missing_keys
+    model.model.vqmodel.load_state_dict(load_ckpt(workdir / "vq.safetensors")["vq"])
+    missing = model.load_state_dict(load_ckpt(workdir / "focus.safetensors")["model"], strict=False).missing_keys
     assert all(k.startswith("model.vqmodel.") or k == "lm_head.weight" for k in missing), missing
     gen = generation_config(processor.tokenizer, guidance_scale=r["guidance"])
     gen.generation_kwargs["image_temperature"] = r["image_temperature"]

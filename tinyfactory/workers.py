@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from harness.statefile import load_legacy, load_state, save_state
 from tinyfactory import data
 from tinyfactory.steps import (Packer, images_to_tensor, restart_dead_codes, understanding_loss,
                                            vq_loss)
@@ -93,13 +93,17 @@ def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
 
 
 def save_atomic(obj, path: Path) -> None:
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """A part's checkpoint as safetensors + JSON (harness/statefile.py): a workdir from elsewhere runs no code."""
+    save_state(obj, path)
 
 
 def load_ckpt(path: Path):
-    return torch.load(path, map_location="cpu", weights_only=False) if path.exists() else None
+    """The checkpoint at `path` (<part>.safetensors), or the <part>.pt an earlier version wrote (read with
+    weights_only=True, which refuses anything but tensors and plain containers); None when there is neither."""
+    if path.exists():
+        return load_state(path, "pretraining checkpoint")
+    legacy = path.with_suffix(".pt")
+    return load_legacy(legacy, "pretraining checkpoint") if legacy.exists() else None
 
 
 class Log:
@@ -136,7 +140,7 @@ def vq_worker(workdir: str) -> None:
     vq = model.model.vqmodel
     vq.train()     # JanusVQVAE.__init__ puts itself in eval mode (janus.md pitfall 2)
     opt = torch.optim.AdamW(vq.parameters(), lr=r["vq_lr"], betas=(0.9, 0.99), weight_decay=0.0)
-    ckpt_path, start = workdir / "vq.pt", 0
+    ckpt_path, start = workdir / "vq.safetensors", 0
     if (ck := load_ckpt(ckpt_path)) is not None:
         vq.load_state_dict(ck["vq"])
         opt.load_state_dict(ck["opt"])
@@ -252,7 +256,7 @@ def vision_worker(workdir: str) -> None:
     if aux_head.tied:      # the attribute words' embeddings are the tied head's classes
         params.append(model.get_input_embeddings().weight)
     opt = torch.optim.AdamW(params, lr=r["vision_lr"], betas=(0.9, 0.98), weight_decay=0.01)
-    ckpt_path, start = workdir / "vision.pt", 0
+    ckpt_path, start = workdir / "vision.safetensors", 0
     if (ck := load_ckpt(ckpt_path)) is not None:
         model.load_state_dict(ck["model"], strict=False)
         aux_head.load_state_dict(ck["aux"])

@@ -5,12 +5,15 @@
         harness.json                                      adapter, base_model, method, hyper-parameters, step...
         training/lora.safetensors                         the trainable LoRA tensors by parameter name
         training/perturber.safetensors                    C
-        training/state.pt                                 optimisers, schedules, step, every rank's buffer
+        training/state.safetensors                        optimisers, schedules, step, every rank's buffer
+                                                          (tensors + JSON, harness/statefile.py: no pickle)
         COMPLETE                                          written last
 
 Everything is written into a hidden temporary folder in that order and renamed into place, so a folder without
 COMPLETE is never seen under its final name. `python -m harness run --model <folder>` reads only the adapter
-files and harness.json; nothing under training/ is loaded for evaluation.
+files and harness.json; nothing under training/ is loaded for evaluation. Nothing is pickled: a checkpoint
+folder from elsewhere cannot run code on `--resume` (checkpoints of earlier versions, training/state.pt, are read
+with torch.load(weights_only=True), which refuses anything but tensors and plain containers).
 """
 from __future__ import annotations
 
@@ -23,9 +26,12 @@ from pathlib import Path
 import torch
 
 from harness.errors import HarnessError
+from harness.statefile import load_legacy, load_state, save_state
 from unigame.fsdp import full, like
 
 MARKER = "COMPLETE"
+STATE = "state.safetensors"
+LEGACY_STATE = "state.pt"           # written by earlier versions with torch.save
 
 
 def checkpoint_name(run_name: str, step: int) -> str:
@@ -75,7 +81,7 @@ def save(trainer, root: Path, run_name: str, meta: dict) -> Path:
         if trainer.perturber is not None:
             save_file({k: v.detach().cpu().contiguous() for k, v in trainer.perturber.state_dict().items()},
                       str(tmp / "training" / "perturber.safetensors"))
-        torch.save(state, tmp / "training" / "state.pt")
+        save_state(state, tmp / "training" / STATE)
         (tmp / "harness.json").write_text(json.dumps({**meta, "step": trainer.step, "created": time.time()},
                                                      indent=2, default=str) + "\n")
         (tmp / MARKER).write_text(f"{trainer.step}\n")
@@ -116,7 +122,7 @@ def restore(trainer, folder: Path) -> dict:
     from safetensors.torch import load_file
 
     meta = json.loads((folder / "harness.json").read_text())
-    state = torch.load(folder / "training" / "state.pt", map_location="cpu", weights_only=False)
+    state = read_state(folder)
     ours = trainer.cfg.hyper_parameters()
     differ = sorted(k for k in ours if k != "steps" and state["config"].get(k) != ours[k])
     if differ:
@@ -133,6 +139,19 @@ def restore(trainer, folder: Path) -> dict:
     if trainer.buffer is not None:
         trainer.buffer.load_state_dict(_buffer_for(state["buffers"], trainer.dist, state["world_size"]))
     return meta
+
+
+def read_state(folder: Path) -> dict:
+    """The training state of a checkpoint folder, loaded without running any code from it."""
+    training = Path(folder) / "training"
+    if (training / STATE).exists() or not (training / LEGACY_STATE).exists():
+        state = load_state(training / STATE, "training state")
+    else:
+        state = load_legacy(training / LEGACY_STATE, "training state")
+    if not isinstance(state, dict) or not {"trainer", "buffers", "world_size", "config"} <= set(state):
+        raise HarnessError(f"{training}: the training state lacks trainer, buffers, world_size or config; the "
+                           "checkpoint is incomplete")
+    return state
 
 
 def _buffer_for(buffers: list, dist, saved_world: int) -> dict:

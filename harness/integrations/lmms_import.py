@@ -211,7 +211,9 @@ def import_results(path: str | Path, output: str | Path, lmms_version: str | Non
     wall = _try_float(data.get("total_evaluation_time_seconds"))
     finished = round(started + wall, 3) if started is not None and wall is not None else started
     timing = {"started": started, "finished": finished, "wall_seconds": wall, "scope": "whole lmms-eval run"}
-    run_id = f"lmms-{data.get('date') or 'undated'}-{hashlib.sha256(raw).hexdigest()[:8]}"
+    # `date` comes from the file: a folder-name slug of it, so no value can point the run outside --output
+    date = slug(str(data.get("date") or "undated"))
+    run_id = f"lmms-{date}-{hashlib.sha256(raw).hexdigest()[:8]}"
     store = RunStore(Path(output), folder, run_id)
     results = {}
     known = equivalents()
@@ -219,7 +221,7 @@ def import_results(path: str | Path, output: str | Path, lmms_version: str | Non
         ours, res = task_result(data, task, model, lmms_info, timing, known)
         if ours in results:
             raise HarnessError(f"{path}: two lmms-eval tasks map to our task {ours!r}")
-        samples = path.parent / f"{str(data.get('date', '')).replace(':', '-')}_samples_{task}.jsonl"
+        samples = path.parent / f"{slug(str(data.get('date', '')).replace(':', '-'))}_samples_{slug(task)}.jsonl"
         if samples.is_file():
             write_bytes(store.task_dir(slug(ours)) / "lmms_samples.jsonl", samples.read_bytes())
             res.files = ["lmms_samples.jsonl"]

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.options import check_call
 from harness.registry import MODELS, unknown_name_message
 from harness.runner import UnifiedModel
 from harness.store import slug
@@ -30,6 +31,7 @@ MODELS.add("janus-pro-7b", "harness.models.janus:JanusAdapter", "deepseek-commun
 
 
 def _instantiate(factory, spec: str, args: dict) -> UnifiedModel:
+    check_call("--model-args", spec, factory, args)      # names, types and the device, before any work
     try:
         model = factory(spec=spec, **args)
     except TypeError as e:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 
 from harness.errors import HarnessError
+from harness.options import as_bool as _as_bool
 from harness.models.checkpoints import TINY_DIR, Source, locate
 from harness.models.janus_prompts import generation_prompt, understanding_prompt
 from harness.runner import UnifiedModel, fingerprint_of, free_accelerator_memory
@@ -24,12 +25,6 @@ ADAPTER_VERSION = 1
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
           "float16": "float16", "fp16": "float16"}
 DEFAULTS = {"guidance_scale": 5.0, "temperature": 1.0, "top_k": None, "max_new_tokens": 128}
-
-
-def _as_bool(v) -> bool:
-    if isinstance(v, str):
-        return v.strip().lower() in ("1", "true", "yes", "on")
-    return bool(v)
 
 
 def parse_size(value) -> tuple[int, int] | None:
@@ -44,6 +39,10 @@ def parse_size(value) -> tuple[int, int] | None:
     return int(value), int(value)
 
 
+def _one_line(e: Exception) -> str:
+    return f"{type(e).__name__}: {' '.join(str(e).split())}"[:500]
+
+
 class JanusAdapter(UnifiedModel):
     name = "janus"
 
@@ -51,7 +50,7 @@ class JanusAdapter(UnifiedModel):
                  device: str | None = None, dtype: str | None = None, batch_size: int | None = None,
                  guidance_scale: float | None = None, guidance: float | None = None,
                  temperature: float | None = None, top_k: int | None = None, max_new_tokens: int | None = None,
-                 merge_lora=True, download=False):
+                 merge_lora: bool = True, download: bool = False):
         if spec == "janus":
             if not model:
                 raise HarnessError("--model janus needs the checkpoint: pass a hub id or folder as --model, or "
@@ -115,9 +114,14 @@ class JanusAdapter(UnifiedModel):
 
     def fingerprint(self) -> str:
         if self._fp is None:
-            self._fp = fingerprint_of("janus", ADAPTER_VERSION, self.source.identity(), self.dtype_name(),
-                                      self.device().split(":")[0], self.defaults(),
-                                      self.merge_lora if self.source.adapter_dir else None)
+            device = self.device().split(":")[0]
+            parts = ["janus", ADAPTER_VERSION, self.source.identity(), self.dtype_name(), device, self.defaults(),
+                     self.merge_lora if self.source.adapter_dir else None]
+            if device == "cpu":   # CPU kernels reduce in an order that depends on the thread count
+                import torch
+
+                parts.append({"cpu_threads": torch.get_num_threads()})
+            self._fp = fingerprint_of(*parts)
         return self._fp
 
     def describe(self) -> dict:
@@ -145,16 +149,22 @@ class JanusAdapter(UnifiedModel):
 
             hf_logging.disable_progress_bar()
             dtype = getattr(torch, self.dtype_name())
+            # any failure here (a truncated safetensors file, a bad config) would fail every request alike:
+            # one line naming the files instead
             try:
                 model = JanusForConditionalGeneration.from_pretrained(self.source.path, dtype=dtype,
                                                                       use_safetensors=True)
                 processor = JanusProcessor.from_pretrained(self.source.path)
-            except OSError as e:
-                raise HarnessError(f"loading {self.spec} from {self.source.path} failed: {e}") from None
+            except Exception as e:
+                raise HarnessError(f"loading {self.spec} from {self.source.path} failed: {_one_line(e)}") from None
             if self.source.adapter_dir is not None:
                 from peft import PeftModel
 
-                peft = PeftModel.from_pretrained(model, str(self.source.adapter_dir), is_trainable=False)
+                try:
+                    peft = PeftModel.from_pretrained(model, str(self.source.adapter_dir), is_trainable=False)
+                except Exception as e:
+                    raise HarnessError(f"loading the adapter of {self.spec} from {self.source.adapter_dir} failed "
+                                       f"(damaged or incomplete files?): {_one_line(e)}") from None
                 if self.merge_lora:
                     model = peft.merge_and_unload()
                 else:  # the LoRA layers live inside the base modules; keep the wrapper alive with them

@@ -27,6 +27,21 @@ log = logging.getLogger(__name__)
 
 RETRY_STATUS = frozenset({408, 429}) | frozenset(range(500, 600))
 _BODY_SNIPPET = 300
+_BODY_READ = 65536
+
+
+def redact(text: str, key: str, cut: int | None = None) -> str:
+    """`text` without `key`, then cut to `cut` characters: redacting first, so a key straddling the cut can never
+    leave its first characters behind. A text that was itself cut short (a capped read) may end in the start of
+    the key; that tail goes too."""
+    if not key:
+        return text if cut is None else text[:cut]
+    text = text.replace(key, "[redacted]")
+    for n in range(min(len(key) - 1, len(text)), 3, -1):    # a key prefix of 4+ characters ending the text
+        if text.endswith(key[:n]):
+            text = text[:-n] + "[redacted]"
+            break
+    return text if cut is None else text[:cut]
 
 
 @dataclass(frozen=True)
@@ -136,9 +151,7 @@ class JudgeClient:
 
     @staticmethod
     def _scrub(text: str, key: str) -> str:
-        if key:
-            text = text.replace(key, "[redacted]")
-        return text
+        return redact(text, key)
 
     def chat(self, messages: Sequence[Mapping[str, Any]]) -> Result:
         """One request with retries; failures come back as Result.error."""
@@ -202,7 +215,7 @@ class JudgeClient:
             with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
                 status, raw = resp.status, resp.read()
         except urllib.error.HTTPError as exc:
-            snippet = self._snippet(exc)
+            snippet = self._snippet(exc, key)
             message = f"HTTP {exc.code} from {self.endpoint}: {snippet}"
             if exc.code in RETRY_STATUS:
                 raise _Retryable(message, exc.code, _retry_after(exc.headers.get("Retry-After"))) from None
@@ -218,9 +231,10 @@ class JudgeClient:
         return self._parse(status, raw)
 
     @staticmethod
-    def _snippet(exc: urllib.error.HTTPError) -> str:
+    def _snippet(exc: urllib.error.HTTPError, key: str = "") -> str:
+        """The useful part of an error body, one line, redacted before it is cut (servers echo headers)."""
         try:
-            raw = exc.read()[:4096].decode("utf-8", "replace")
+            raw = redact(exc.read(_BODY_READ).decode("utf-8", "replace"), key)
         except Exception:
             return "(no body)"
         try:  # OpenAI-style {"error": {"message": ...}} is the useful part
@@ -231,7 +245,7 @@ class JudgeClient:
                 raw = err
         except (ValueError, AttributeError):
             pass
-        return " ".join(raw.split())[:_BODY_SNIPPET] or "(empty body)"
+        return redact(" ".join(raw.split()), key, _BODY_SNIPPET) or "(empty body)"
 
     def _parse(self, status: int, raw: bytes) -> Result:
         try:

@@ -72,6 +72,9 @@ class GenEval(Task):
         "world_n": "--data shapes: number of world prompts (default 60)",
         "world_seed": "--data shapes: world seed (default 0)",
     }
+    # position_threshold is checked by _non_negative below (a number and >= 0)
+    option_types = {"n_images": "int", "size": "size?", "detector": "str", "classifier": "str?",
+                    "object_names": "str", "world_n": "int", "world_seed": "int"}
 
     def __init__(self, data=None, profile=None, limit=None, **options):
         super().__init__(data, profile, limit, **options)

@@ -10,6 +10,7 @@ from pathlib import Path
 from harness.data import content_sha256
 from harness.errors import DataError
 from harness.metrics import bootstrap
+from harness.options import as_bool
 from harness.task import MODEL, DatasetInfo, Stage, Task, score, scorer_target, understand
 from tasks.common import GREEDY, as_int, as_text, bad_row, is_local_path, load_source, text_of
 
@@ -29,7 +30,6 @@ JUDGE_TEMPLATE = (
     "Answer: a cute teddy bear\nYour output: A\nExample 2: \nQuestion: What is the main object in image?\n"
     "Options: A. teddy bear B. rabbit C. cat D. dog\nAnswer: Spider\nYour output: {none}\nExample 3: \n"
     "Question: {question}?\nOptions: {options}\nAnswer: {prediction}\nYour output: ")
-TRUE = ("1", "true", "yes", "on")
 
 
 class MMBenchEnDev(Task):
@@ -65,6 +65,7 @@ class MMBenchEnDev(Task):
     profiles = ("official", "lmms")
     headline = "circular_accuracy"
     options_help = {"judge": "send answers no rule can parse to the `judge` scorer (default false)"}
+    option_types = {"judge": "bool"}
     # the head of lmms-lab/MMBench's main branch as the hub's file listing shows it ("Upload dataset", 10 commits)
     hub = {"repo": "lmms-lab/MMBench", "config": "en", "split": "dev",
            "revision": "56ba1af8954932c4804bd3f522e05ed96e63b654"}
@@ -73,8 +74,7 @@ class MMBenchEnDev(Task):
 
     @property
     def judge(self) -> bool:
-        value = self.options.get("judge", False)
-        return value.lower() in TRUE if isinstance(value, str) else bool(value)
+        return as_bool(self.options.get("judge", False))
 
     # --- data ---------------------------------------------------------------------------------------------
     def load(self):

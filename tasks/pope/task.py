@@ -75,6 +75,7 @@ class POPE(Task):
     profiles = ("official", "lmms")
     headline = "f1"
     options_help = {"image_root": "folder holding the COCO images named in official POPE files"}
+    option_types = {"image_root": "str"}
     hub = HUB
     world = "pope"
 

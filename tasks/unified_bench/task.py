@@ -16,6 +16,7 @@ from harness.store import cache_root
 from harness.errors import DataError
 from harness.export import first_image
 from harness.metrics import Metric
+from harness.options import as_bool
 from harness.task import DatasetInfo, MODEL, Stage, Task, data_kind, generate, score, scorer_target, understand
 from harness.types import Image
 from tasks.downloads import cached_zip_folder
@@ -61,6 +62,8 @@ class UnifiedBench(Task):
         "world_seed": "--data shapes: world seed (default 0)",
         "world_size": "--data shapes: reference image side in pixels (default 64)",
     }
+    option_types = {"size": "size?", "backbone_set": "str?", "failure_mode": ("zero", "exclude"), "mismatched": "bool",
+                    "world_n": "int", "world_seed": "int", "world_size": "int"}
 
     def __init__(self, data=None, profile=None, limit=None, **options):
         super().__init__(data, profile, limit, **options)
@@ -74,7 +77,7 @@ class UnifiedBench(Task):
         if self.failure_mode not in scoring.FAILURE_MODES:
             raise DataError(f"{self.name}: failure_mode must be one of {', '.join(scoring.FAILURE_MODES)}")
         self.size = options.get("size")
-        self.mismatched = bool(options.get("mismatched", self.set == "world"))
+        self.mismatched = as_bool(options.get("mismatched", self.set == "world"))
         self.from_folder = False        # reconstructions read from a folder (`score --images`): nothing to caption
 
     # --- data -------------------------------------------------------------------------------------------------

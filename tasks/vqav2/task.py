@@ -57,6 +57,7 @@ class VQAv2Val(Task):
     profiles = ("official", "lmms")
     headline = "accuracy"
     options_help = {"image_root": "folder of the COCO images the official questions file names by image_id"}
+    option_types = {"image_root": "str"}
     # the head of lmms-lab/VQAv2's main branch as the hub's file listing shows it ("Update README.md", 138 commits)
     hub = {"repo": "lmms-lab/VQAv2", "config": None, "split": "validation",
            "revision": "32665d35052eb4a6d4414851c3c829a72754915a"}
@@ -165,6 +166,7 @@ class VQAv2TestDev(VQAv2Val):
     headline = "answered"
     options_help = {**VQAv2Val.options_help,
                     "test_questions": "VQAv2 test2015 questions file: every question the EvalAI submission must hold"}
+    option_types = {**VQAv2Val.option_types, "test_questions": "str"}
     display_scale = 1.0
     hub = {**VQAv2Val.hub, "split": "testdev"}
     has_answers = False

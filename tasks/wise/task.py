@@ -69,6 +69,7 @@ class WISE(Task):
         "world_n": "--data shapes: number of world prompts (default 50)",
         "world_seed": "--data shapes: world seed (default 0)",
     }
+    option_types = {"judge": "str?", "judge_prompt": "str", "size": "size?", "world_n": "int", "world_seed": "int"}
 
     def __init__(self, data=None, profile=None, limit=None, **options):
         super().__init__(data, profile, limit, **options)

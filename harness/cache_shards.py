@@ -1,0 +1,195 @@
+"""The response cache's shard files: their schema, opening them, telling a damaged one, and `--repair-cache`.
+
+A shard is damaged when it is not SQLite, is truncated or fails SQLite's quick_check. `--repair-cache` renames it
+(and its WAL) to `<shard>.damaged-<time>`, never deleting it, so nothing is lost that a better tool could recover
+later, and reads its rows back as far as SQLite can: a truncated file is first padded (in a temporary copy) to the
+length its header declares, so the pages that survived stay reachable; rows are then read by the rowids the key
+index lists or, when the index is damaged too, by rowid ranges, halving a range that hits a damaged page down to
+single rows. Rows whose payload is not a JSON object are dropped. The survivors go into a fresh shard under the
+original name; everything else is recomputed by the run that asked for the repair.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sqlite3
+import struct
+import time
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    key TEXT PRIMARY KEY,
+    target TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created REAL NOT NULL
+)
+"""
+SQLITE_MAGIC = b"SQLite format 3\x00"
+SHARD = re.compile(r"^responses\.rank(\d+)\.sqlite$")
+
+
+def connect(path: Path, readonly: bool) -> sqlite3.Connection:
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, check_same_thread=False)
+    else:
+        # commits come from the executor's write-behind thread, lookups from the main thread, never at once
+        conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode is durable against process crashes (the case we promise); only power loss may cost
+        # the last transactions.
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(SCHEMA)
+        conn.commit()
+    return conn
+
+
+def damage(path: Path) -> str | None:
+    """Why a shard cannot be trusted (not SQLite, truncated, failing quick_check), or None when it reads fine."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(100)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        return f"cannot be read: {e.strerror}"
+    if not head:
+        return None                      # SQLite's empty database: a shard created but never written
+    if not head.startswith(SQLITE_MAGIC) or len(head) < 100:
+        return "not an SQLite database (overwritten or cut short)"
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        try:
+            rows = conn.execute("PRAGMA quick_check").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as e:
+        return str(e)
+    if rows != [("ok",)]:
+        return " ".join(" ".join(str(r[0]) for r in rows[:3]).split())[:300]
+    return None
+
+
+def shard_index(path: Path) -> int | None:
+    m = SHARD.match(path.name)
+    return int(m.group(1)) if m else None
+
+
+
+COLUMNS = "key, target, kind, fingerprint, payload, created"
+#: rowid ranges read at once; a range hitting damage is halved down to single rows
+CHUNK = 512
+#: stop scanning for rows after this many empty ranges past the last row found (rowids have gaps from REPLACE)
+EMPTY_RANGES = 16
+
+
+def repair_shard(path: Path) -> tuple[Path, int]:
+    """Move `path` aside and rebuild it from its readable rows; (the damaged file's new path, rows kept)."""
+    stamp, n = time.strftime("%Y%m%d-%H%M%S"), 0
+    aside = path.with_name(f"{path.name}.damaged-{stamp}")
+    while aside.exists():          # never overwrite an earlier damaged copy
+        n += 1
+        aside = path.with_name(f"{path.name}.damaged-{stamp}-{n}")
+    os.replace(path, aside)
+    for suffix in ("-wal", "-shm"):
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            os.replace(side, aside.with_name(aside.name + suffix))
+    rows = salvage(aside)
+    conn = connect(path, readonly=False)
+    try:
+        with conn:
+            conn.executemany("INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?)", rows)
+    finally:
+        conn.close()
+    return aside, len(rows)
+
+
+def salvage(damaged: Path) -> list[tuple]:
+    """Every row of the responses table that can still be read from a damaged shard (read from a padded copy)."""
+    work = damaged.with_name(f".{damaged.name}.salvage")
+    try:
+        shutil.copyfile(damaged, work)
+        wal = damaged.with_name(damaged.name + "-wal")
+        if wal.exists():
+            shutil.copyfile(wal, work.with_name(work.name + "-wal"))
+        _pad_to_declared_size(work)
+        try:
+            conn = sqlite3.connect(f"file:{work}?mode=ro", uri=True)
+        except sqlite3.DatabaseError:
+            return []
+        try:
+            return [r for r in _rows(conn) if _valid(r)]
+        finally:
+            conn.close()
+    finally:
+        for p in (work, work.with_name(work.name + "-wal"), work.with_name(work.name + "-shm")):
+            p.unlink(missing_ok=True)
+
+
+def _pad_to_declared_size(path: Path) -> None:
+    """A truncated database is refused as a whole; padded to its declared page count, the pages still there read."""
+    with open(path, "r+b") as f:
+        head = f.read(100)
+        if len(head) < 100 or not head.startswith(SQLITE_MAGIC):
+            return
+        page = struct.unpack(">H", head[16:18])[0]
+        page = 65536 if page == 1 else page
+        pages = struct.unpack(">I", head[28:32])[0]
+        f.seek(0, os.SEEK_END)
+        if page and pages and f.tell() < page * pages:
+            f.truncate(page * pages)
+
+
+def _query(conn, lo: int, hi: int) -> list[tuple] | None:
+    try:
+        return conn.execute(f"SELECT {COLUMNS} FROM responses WHERE rowid BETWEEN ? AND ?", (lo, hi)).fetchall()
+    except sqlite3.DatabaseError:
+        return None
+
+
+def _rows(conn) -> list[tuple]:
+    try:   # an intact table (the damage elsewhere): one pass
+        return conn.execute(f"SELECT {COLUMNS} FROM responses").fetchall()
+    except sqlite3.DatabaseError:
+        pass
+    try:   # without a readable schema there is no table to read rows from
+        conn.execute("SELECT name FROM sqlite_master WHERE name = 'responses'").fetchall()
+    except sqlite3.DatabaseError:
+        return []
+    try:   # the key index holds every rowid: when it survived, read exactly those rows
+        rowids = [r[0] for r in conn.execute("SELECT rowid FROM responses INDEXED BY sqlite_autoindex_responses_1")]
+        return [row for rid in rowids for row in (_query(conn, rid, rid) or [])]
+    except sqlite3.DatabaseError:
+        pass
+    out: list[tuple] = []
+    lo, empty = 1, 0
+    while empty < EMPTY_RANGES:
+        found = _range(conn, lo, lo + CHUNK - 1)
+        out.extend(found)
+        empty = 0 if found else empty + 1
+        lo += CHUNK
+    return out
+
+
+def _range(conn, lo: int, hi: int) -> list[tuple]:
+    rows = _query(conn, lo, hi)
+    if rows is not None:
+        return rows
+    if lo == hi:
+        return []
+    mid = (lo + hi) // 2
+    return _range(conn, lo, mid) + _range(conn, mid + 1, hi)
+
+
+def _valid(row: tuple) -> bool:
+    if len(row) != 6 or not all(isinstance(v, str) for v in row[:5]) or not row[0]:
+        return False
+    try:
+        return isinstance(json.loads(row[4]), dict)
+    except ValueError:
+        return False

@@ -1,0 +1,136 @@
+"""A damaged or read-only response cache never takes a finished run with it: one line naming the shard and the way
+on, nothing changed (the finished run's manifest stays `complete`), and `--repair-cache` keeps what still reads
+and recomputes only the rest."""
+import json
+import os
+import random
+import shutil
+import sqlite3
+import subprocess
+import time
+
+import pytest
+
+from conftest import DOUBLES, run_cli
+
+TASKS = "double_roundtrip,double_sum"
+TOTAL = 30 + 60 + 24                     # the double model's requests: describe + regenerate x2 + sums
+
+
+def _cmd(out, log, *extra):
+    return ["run", "--include", DOUBLES, "--model", "double-model", "--model-args", json.dumps({"log": str(log)}),
+            "--tasks", TASKS, "--batch-size", "4", "--output", out, "--no-progress", *extra]
+
+
+def _results(out) -> dict:
+    """The run folders' files, byte for byte."""
+    return {p.relative_to(out): p.read_bytes() for p in sorted(out.glob("*/*/**/*")) if p.is_file()}
+
+
+def _computed(log) -> int:
+    return sum(json.loads(line)["n"] for line in log.read_text().splitlines()) if log.exists() else 0
+
+
+@pytest.fixture
+def finished(tmp_path):
+    out = tmp_path / "results"
+    proc = run_cli(*_cmd(out, tmp_path / "first.log"))
+    assert proc.returncode == 0, proc.stderr
+    return out, _results(out)
+
+
+def _rows(shard) -> list[tuple]:
+    conn = sqlite3.connect(f"file:{shard}?mode=ro", uri=True)
+    try:
+        return conn.execute("SELECT target, created FROM responses").fetchall()
+    finally:
+        conn.close()
+
+
+def _truncate(shard):
+    os.truncate(shard, shard.stat().st_size // 2)
+
+
+def _garbage(shard):
+    shard.write_bytes(random.Random(0).randbytes(shard.stat().st_size))
+
+
+def _overwrite_pages(shard):
+    with open(shard, "r+b") as f:          # the header survives, two pages of answers in the middle do not
+        f.seek(shard.stat().st_size // 3)
+        f.write(random.Random(1).randbytes(8192))
+
+
+@pytest.mark.parametrize("damage", [_truncate, _garbage, _overwrite_pages], ids=lambda f: f.__name__[1:])
+def test_a_damaged_shard_is_reported_and_changes_nothing(finished, tmp_path, damage):
+    out, before = finished
+    shard = out / "cache" / "responses.rank0.sqlite"
+    damage(shard)
+    damaged = shard.read_bytes()
+    [run_dir] = [m.parent for m in out.glob("*/*/manifest.json")]
+    for cmd in (_cmd(out, tmp_path / "again.log"), ["rescore", "--include", DOUBLES, run_dir]):
+        proc = run_cli(*cmd)
+        assert proc.returncode == 2, proc.stderr
+        err = proc.stderr.strip()
+        assert "Traceback" not in err and len(err.splitlines()) == 1 and err.startswith("error: "), err
+        assert str(shard) in err and "damaged" in err and "--repair-cache" in err and "nothing has been changed" in err
+    assert _results(out) == before                                      # the manifest still says complete
+    assert shard.read_bytes() == damaged and _computed(tmp_path / "again.log") == 0
+
+
+@pytest.mark.parametrize("damage", [_truncate, _garbage, _overwrite_pages], ids=lambda f: f.__name__[1:])
+def test_repair_cache_keeps_what_reads_and_recomputes_the_rest(finished, tmp_path, damage):
+    out, before = finished
+    shard = out / "cache" / "responses.rank0.sqlite"
+    rows = len(_rows(shard))                                            # model answers and the scorer's
+    damage(shard)
+    started = time.time()
+    proc = run_cli(*_cmd(out, tmp_path / "repair.log", "--repair-cache"))
+    assert proc.returncode == 0, proc.stderr
+    kept = int(proc.stderr.split("; ")[1].split()[0])                   # "...; N answers could still be read..."
+    assert f"repaired {shard}" in proc.stderr
+    rebuilt = _rows(shard)
+    assert len(rebuilt) == rows                                         # every answer is back
+    assert sum(created < started for _, created in rebuilt) == kept     # kept ones were not recomputed...
+    recomputed = sum(created >= started and target == "model" for target, created in rebuilt)
+    assert _computed(tmp_path / "repair.log") == recomputed             # ...only the lost ones were
+    if damage is _garbage:
+        assert kept == 0 and recomputed == TOTAL
+    else:
+        assert 0 < kept < rows and 0 < recomputed < TOTAL
+    [aside] = (out / "cache").glob("responses.rank0.sqlite.damaged-*[0-9]")
+    assert aside.stat().st_size > 0                                     # moved aside, never deleted
+    after = _results(out)
+    for path, content in before.items():                                # the same answers, the same scores
+        if path.name == "results.json":
+            assert json.loads(after[path])["metrics"] == json.loads(content)["metrics"], path
+        elif path.name != "manifest.json":
+            assert after[path] == content, path
+    again = run_cli(*_cmd(out, tmp_path / "third.log"))
+    assert again.returncode == 0 and _computed(tmp_path / "third.log") == 0
+
+
+def _read_only(path):
+    """chmod for a normal user; root ignores modes, so the file is made immutable instead."""
+    if os.geteuid() != 0:
+        path.chmod(0o444)
+        return lambda: path.chmod(0o644)
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(path)]).returncode != 0:
+        pytest.skip("running as root without chattr: no way to make a file read-only")
+    return lambda: subprocess.run(["chattr", "-i", str(path)])
+
+
+def test_a_read_only_cache_is_a_clear_error(finished, tmp_path):
+    out, before = finished
+    shard = out / "cache" / "responses.rank0.sqlite"
+    undo = _read_only(shard)
+    try:
+        proc = run_cli(*_cmd(out, tmp_path / "ro.log", "--overwrite"))
+    finally:
+        undo()
+    assert proc.returncode == 2, proc.stderr
+    err = proc.stderr.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert str(shard) in err and "cannot be written" in err and "--no-cache" in err
+    assert _results(out) == before and _computed(tmp_path / "ro.log") == 0
+    assert run_cli(*_cmd(out, tmp_path / "nc.log", "--no-cache")).returncode == 0      # the way on it offers
