@@ -26,7 +26,8 @@ def image_codes(hooks, images, amp=contextlib.nullcontext) -> torch.Tensor:
 def caption_loss(hooks, rows: list[dict], generators: list[torch.Generator], cfg_drop: float,
                  amp=contextlib.nullcontext) -> torch.Tensor:
     """Mean teacher-forced CE of the codes of each row's image given its caption; a `cfg_drop` share of rows gets
-    the unconditional prompt, as the model's classifier-free guidance needs (janus.md pitfall 5)."""
+    the model's unconditional prompt, what its classifier-free guidance feeds the unconditional branch (the hooks'
+    `generation_batch` builds it: Janus's padded prompt, Emu3's negative prompt)."""
     images = [pil(r["image"]) for r in rows]
     codes = image_codes(hooks, images, amp)
     drop = [float(torch.rand(1, generator=g)) < cfg_drop for g in generators]

@@ -73,7 +73,21 @@ def resolve(cfg, device: str):
     adapter = resolve_model(spec, {"device": device, "dtype": cfg.weights_dtype, "merge_lora": True})
     if not hasattr(adapter, "training_hooks"):
         raise HarnessError(f"--model {spec}: the {adapter.name} adapter offers no training hooks")
+    fit_to_model(cfg, adapter.training_hooks_class(), spec)
     return adapter, init
+
+
+def fit_to_model(cfg, hooks_cls, spec: str) -> None:
+    """Before any weights load: refuse what the model's hooks cannot serve, and take the model's own interface
+    where --interface was not given (given as the model's own, it is no departure: the label does not name it)."""
+    refused = getattr(hooks_cls, "UNSUPPORTED", {})
+    if cfg.reference_compat and "reference_compat" in refused:
+        raise HarnessError(f"--reference-compat does not apply to --model {spec}: {refused['reference_compat']}")
+    default = hooks_cls.DEFAULT_INTERFACE
+    if cfg.interface is None:
+        cfg.interface = default
+    elif cfg.interface == default and "interface" in cfg.explicit:
+        cfg.explicit = [k for k in cfg.explicit if k != "interface"]
 
 
 def load_for_training(cfg, adapter, init: dict | None) -> Loaded:

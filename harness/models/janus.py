@@ -15,36 +15,19 @@ import json
 
 from harness.errors import HarnessError
 from harness.models.checkpoints import TINY_DIR, Source, locate
+from harness.models.common import TransformersAdapter, apply_adapter, as_bool, check_dtype, parse_size
 from harness.models.janus_prompts import generation_prompt, understanding_prompt
-from harness.runner import UnifiedModel, fingerprint_of, free_accelerator_memory
+from harness.runner import fingerprint_of, free_accelerator_memory
 from harness.types import Request, Response
+
+__all__ = ["ADAPTER_VERSION", "DEFAULTS", "JanusAdapter", "parse_size"]
 
 #: bump when prompting or sampling code changes what a given checkpoint outputs
 ADAPTER_VERSION = 1
-DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
-          "float16": "float16", "fp16": "float16"}
 DEFAULTS = {"guidance_scale": 5.0, "temperature": 1.0, "top_k": None, "max_new_tokens": 128}
 
 
-def _as_bool(v) -> bool:
-    if isinstance(v, str):
-        return v.strip().lower() in ("1", "true", "yes", "on")
-    return bool(v)
-
-
-def parse_size(value) -> tuple[int, int] | None:
-    """Requested image size: int, [w, h] or "WxH" -> (w, h)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        parts = value.lower().replace("x", " ").split()
-        value = [int(p) for p in parts] if len(parts) == 2 else int(parts[0])
-    if isinstance(value, (list, tuple)):
-        return int(value[0]), int(value[1])
-    return int(value), int(value)
-
-
-class JanusAdapter(UnifiedModel):
+class JanusAdapter(TransformersAdapter):
     name = "janus"
 
     def __init__(self, spec: str = "janus", model: str | None = None, revision: str | None = None,
@@ -57,14 +40,13 @@ class JanusAdapter(UnifiedModel):
                 raise HarnessError("--model janus needs the checkpoint: pass a hub id or folder as --model, or "
                                    "--model-args '{\"model\": \"deepseek-community/Janus-Pro-1B\"}'")
             spec = model
-        if dtype is not None and str(dtype).lower() not in (*DTYPES, "auto"):
-            raise HarnessError(f"--model-args dtype {dtype!r}: use one of auto, {', '.join(sorted(set(DTYPES)))}")
+        check_dtype(dtype)
         self.spec = spec
-        self.source: Source = locate(spec, revision=revision, download=_as_bool(download))
+        self.source: Source = locate(spec, revision=revision, download=as_bool(download))
         self.device_arg = device
         self.dtype_arg = dtype
         self.batch_size = int(batch_size) if batch_size else None
-        self.merge_lora = _as_bool(merge_lora)
+        self.merge_lora = as_bool(merge_lora)
         self.overrides = {"guidance_scale": guidance_scale if guidance_scale is not None else guidance,
                           "temperature": temperature, "top_k": top_k, "max_new_tokens": max_new_tokens}
         root = self.source.base or self.source
@@ -81,22 +63,6 @@ class JanusAdapter(UnifiedModel):
     def native_size(self) -> int:
         vision = self._config.get("vision_config", {})
         return int(vision.get("image_size", 384))
-
-    def device(self) -> str:
-        import torch
-
-        if self.device_arg in (None, "", "auto"):
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        return str(self.device_arg)
-
-    def dtype_name(self) -> str:
-        import torch
-
-        if self.dtype_arg not in (None, "", "auto"):
-            return DTYPES[str(self.dtype_arg).lower()]
-        if self.device().startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-            return "bfloat16"
-        return "float32"
 
     def defaults(self) -> dict:
         """Generation defaults: --model-args, else the checkpoint's generation config, else Janus-Pro's own."""
@@ -151,15 +117,8 @@ class JanusAdapter(UnifiedModel):
                 processor = JanusProcessor.from_pretrained(self.source.path)
             except OSError as e:
                 raise HarnessError(f"loading {self.spec} from {self.source.path} failed: {e}") from None
-            if self.source.adapter_dir is not None:
-                from peft import PeftModel
-
-                peft = PeftModel.from_pretrained(model, str(self.source.adapter_dir), is_trainable=False)
-                if self.merge_lora:
-                    model = peft.merge_and_unload()
-                else:  # the LoRA layers live inside the base modules; keep the wrapper alive with them
-                    self._peft = peft
-                    model = peft.get_base_model()
+            self._peft = []
+            model = apply_adapter(model, self.source.adapter_dir, self.merge_lora, self._peft)
             self._model = model.to(self.device()).eval()
             self._processor = processor
         return self._model, self._processor
@@ -168,12 +127,21 @@ class JanusAdapter(UnifiedModel):
         self._model = self._processor = self._peft = None
         free_accelerator_memory()
 
-    def training_hooks(self):
-        """The training-facing interface (see harness.models.hooks) on this adapter's loaded model."""
+    @property
+    def training_image_size(self) -> int:
+        """The side of every training image: the understanding encoder's input, which is also the generated one."""
+        return self.native_size
+
+    def training_hooks_class(self):
+        """The training hooks' class (what the trainer checks its flags against before any weights load)."""
         from harness.models.janus_hooks import JanusHooks
 
+        return JanusHooks
+
+    def training_hooks(self):
+        """The training-facing interface (see harness.models.hooks) on this adapter's loaded model."""
         model, processor = self.load()
-        return JanusHooks(model, processor)
+        return self.training_hooks_class()(model, processor)
 
     # ------------------------------------------------------------------------------------------ prompts
 
@@ -186,25 +154,6 @@ class JanusAdapter(UnifiedModel):
         return generation_prompt(processor, text)
 
     # ------------------------------------------------------------------------------------------ requests
-
-    def _chunks(self, requests: list[Request], key):
-        """Requests grouped by decoding params, each group sorted by prompt length (less padding) and cut into
-        batches; yields lists of (index, request)."""
-        groups: dict = {}
-        for i, r in enumerate(requests):
-            groups.setdefault(key(r), []).append((i, r))
-        size = self.batch_size or max(1, len(requests))
-        for items in groups.values():
-            items.sort(key=lambda p: (len(p[1].images), len(p[1].text or "")))
-            for k in range(0, len(items), size):
-                yield items[k:k + size]
-
-    def _text_params(self, r: Request) -> tuple:
-        p, d = r.params or {}, self.defaults()
-        sample = _as_bool(p.get("do_sample", False))
-        temp = float(p.get("temperature", 1.0)) if sample else 0.0
-        top_k = p.get("top_k")
-        return int(p.get("max_new_tokens") or d["max_new_tokens"]), temp, int(top_k) if top_k else None
 
     def understand(self, requests: list[Request]) -> list[Response]:
         import torch
@@ -230,13 +179,6 @@ class JanusAdapter(UnifiedModel):
             for (i, _), ids in zip(chunk, answers):
                 out[i] = Response(text=tok.decode(ids, skip_special_tokens=True).strip())
         return out
-
-    def _image_params(self, r: Request) -> tuple:
-        p, d = r.params or {}, self.defaults()
-        g = next((p[k] for k in ("guidance_scale", "guidance", "cfg_scale") if p.get(k) is not None),
-                 d["guidance_scale"])
-        top_k = p.get("top_k", d["top_k"])
-        return float(g), float(p.get("temperature", d["temperature"])), int(top_k) if top_k else None
 
     def generate(self, requests: list[Request]) -> list[Response]:
         import torch
