@@ -24,7 +24,7 @@ import json
 import math
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, WeightsError
 from harness.models.checkpoints import Source, locate
 from harness.models.common import TransformersAdapter, apply_adapter, as_bool, check_dtype, parse_size
 from harness.models.emu3_decode import NEGATIVE_PROMPT, SYSTEM_PROMPT, understanding_prompt
@@ -94,7 +94,13 @@ class Emu3Adapter(TransformersAdapter):
             target = where.get(role) or (CHAT_HUB if role == "chat" else GEN_HUB)
             if base != spec and role == roles[0]:
                 target = spec               # the checkpoint's LoRA applies to its first half
-            halves[role] = locate(target, revision=revision, download=download, names=NAMES)
+            try:
+                halves[role] = locate(target, revision=revision, download=download, names=NAMES)
+            except WeightsError as e:
+                if len(roles) == 1:
+                    raise
+                raise WeightsError(f"{e} (--model {spec} needs both halves; for understanding alone use --model "
+                                   "emu3-chat, for generation alone --model emu3-gen)") from None
         return halves
 
     # ------------------------------------------------------------------------------------------ identity
