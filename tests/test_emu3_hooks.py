@@ -199,3 +199,20 @@ def test_lora_targets_and_frozen_modules(hooks):
     lora = [n for n, p in peft_model.named_parameters() if p.requires_grad]
     assert lora and all("text_model" in n and "lora_" in n for n in lora)
     assert len(lora) == 2 * len(targets)
+
+
+def test_training_mode_keeps_the_vq_models_batchnorm_frozen(hooks):
+    """Emu3's VQ model has BatchNorm3d: in train mode it would normalise with batch statistics and overwrite its
+    running ones, so candidates would decode unlike inference and checkpoints (which do not carry them) drift."""
+    vq = hooks.model.model.vqmodel
+    stats = {k: v.clone() for k, v in vq.state_dict().items() if "running" in k}
+    assert stats                                                     # the layers this is about exist
+    hooks.train(True)
+    try:
+        assert hooks.model.training and hooks.model.model.text_model.training and not vq.training
+        pixels = hooks.images_to_pixels([_pil((220, 40, 40)), _pil((30, 100, 220))])
+        codes, _ = hooks.vq_encode(pixels)
+        hooks.decode(hooks.code_embeddings(codes))
+        assert all(torch.equal(v, vq.state_dict()[k]) for k, v in stats.items())
+    finally:
+        hooks.train(False)

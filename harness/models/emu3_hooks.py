@@ -282,6 +282,15 @@ class Emu3Hooks:
     def frozen_modules(self) -> list[str]:
         return list(FROZEN)
 
+    def train(self, mode: bool = True) -> None:
+        """The LM in train mode (LoRA and residual dropout) while the frozen VQ model stays in eval mode: its
+        BatchNorm3d layers would otherwise normalise with batch statistics and overwrite their running ones,
+        so training would decode and re-encode differently from inference and the checkpoint (which does not
+        carry them) would no longer be the trained model. `Emu3VQVAE.__init__` puts itself in eval mode for
+        the same reason."""
+        self.model.train(mode)
+        self.model.model.vqmodel.eval()
+
     def freeze(self) -> None:
         for name, module in self.model.named_modules():
             if name in FROZEN:

@@ -125,6 +125,10 @@ class TrainingHooks(Protocol):
     # def sample_image_codes(self, prompts, generators, guidance, temperature=1.0, perturb=None) -> codes [B, N]
 
     # training set-up --------------------------------------------------------------------------------------
+    def train(self, mode: bool = True) -> None:
+        """Put the model in train (or eval) mode the way training needs: frozen modules whose output depends on
+        the mode (e.g. Emu3's BatchNorm in its VQ model) stay in eval mode."""
+
     def lora_target_modules(self) -> list[str]:
         """Full names of the LM backbone's attention and MLP projections (for PEFT `target_modules`)."""
 

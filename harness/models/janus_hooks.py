@@ -216,6 +216,11 @@ class JanusHooks:
     def frozen_modules(self) -> list[str]:
         return list(FROZEN)
 
+    def train(self, mode: bool = True) -> None:
+        """Train mode for the whole model (its frozen modules hold no layer whose output depends on the mode
+        beyond dropout, which they set to 0)."""
+        self.model.train(mode)
+
     def freeze(self) -> None:
         """Freeze every parameter of the modules listed by `frozen_modules` (LoRA adds the trainable ones)."""
         for name, module in self.model.named_modules():
