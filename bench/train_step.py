@@ -58,8 +58,8 @@ def worker(args) -> None:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     adapter, init = resolve(cfg, device)
     loaded = load_for_training(cfg, adapter, init)
-    size = int(loaded.hooks.model.config.vision_config.image_size)
-    trainer = Trainer(cfg, loaded, data_mod.load("shapes", "shapes", size, cfg.shapes_scenes), Dist())
+    trainer = Trainer(cfg, loaded, data_mod.load("shapes", "shapes", loaded.hooks.image_size, cfg.shapes_scenes),
+                      Dist())
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     times = []

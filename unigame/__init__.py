@@ -18,5 +18,5 @@ and regenerates the leaderboards. Modules:
     optim       AdamW, schedule, clipping, NaN guard per player                  dist, fsdp      data parallelism
     checkpoint  atomic checkpoints and exact resume                              stacking        LoRA on LoRA
     dynamics    per-step log and plots                                           evaluation, run train-then-evaluate
-    testing     tiny random Janus and CLIP for tests and benchmarks
+    testing     tiny random Janus, Emu3 and CLIP for tests and benchmarks
 """

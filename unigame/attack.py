@@ -1,14 +1,15 @@
 """Where the adversary acts, for every method, and the forward pass that scores its candidates.
 
 decode=True (UniGame): the clean image is VQ-encoded to codes; z is their embedding at the generation-side
-interface, either the LM-space projection `generation_embeddings(codes)` (interface "lm", the shared interface of
-unigame.md §4, mapped back to code embeddings by the hooks' soft nearest-codebook assignment) or the VQ code
-embeddings themselves (interface "code"). z + delta is decoded by the model's own VQ decoder into an image, which
-the understanding branch re-encodes (SigLIP -> aligner) and answers: the gradient that trains C flows through the
-decoder and the understanding encoder.
+interface, either the LM-space projection `generation_embeddings(codes)` (interface "lm", mapped back to code
+embeddings by the hooks' soft nearest-codebook assignment) or the VQ code embeddings themselves (interface
+"code"); the model's hooks name the default (Janus: lm, where both aligners write; Emu3: code, which both of its
+branches share). z + delta is decoded by the model's own VQ decoder into an image, which the understanding branch
+re-encodes (Janus: SigLIP -> aligner; Emu3: VQ encoder -> straight-through quantiser -> visual-token embeddings)
+and answers: the gradient that trains C flows through the decoder and the understanding encoder.
 
-decode=False (adv_embed, noise, --no-decode): z is the understanding visual tokens (aligner output, the LM input
-at the image placeholders) and z + delta goes straight into the LM.
+decode=False (adv_embed, noise, --no-decode): z is the understanding visual tokens (the LM input at the image
+placeholders) and z + delta goes straight into the LM.
 
 delta is computed and added in float32 (unless the reference code's bf16 add is asked for); only the heavy
 forwards (decoder, encoder, LM) run under autocast.
@@ -47,10 +48,7 @@ class Adversary:
     @property
     def token_dim(self) -> int:
         """Width of z, known before any data is seen (the perturber is built with it)."""
-        m = self.hooks.model
-        if self.decode and self.cfg.interface == "code":
-            return int(m.config.vq_config.embed_dim)
-        return int(m.config.text_config.hidden_size)
+        return self.hooks.token_dim(self.cfg.interface if self.decode else "visual")
 
     # ------------------------------------------------------------------------------------------------ z
     @torch.no_grad()

@@ -45,7 +45,8 @@ FLAGS = [
     ("--c-depth", "c_depth", int, "perturber layers (2, 3 or 4 in the paper)"),
     ("--c-hidden", "c_hidden", int, "perturber width (default 256, shrunk to stay under 1%% of the model)"),
     ("--lambda", "lam", float, "weight of ||delta||^2 in the perturber's objective"),
-    ("--interface", "interface", str, "where z lives when decoding: lm (LM-space projection of the VQ codes) "
+    ("--interface", "interface", str, "where z lives when decoding (default: the model's own, lm for Janus, code "
+                                      "for Emu3): lm (LM-space embeddings of the VQ codes) "
                                       "or code (VQ code embeddings)"),
     ("--filter", "filter", str, f"semantic filter: {', '.join(FILTERS)}"),
     ("--gen-lr", "gen_lr", float, "perturber learning rate"),

@@ -68,7 +68,8 @@ class TrainConfig:
     c_hidden: int | None = None           # None: 256, shrunk to stay under 1% of the model
     c_input_norm: bool = True
     lam: float = 1.0                      # lambda in L_C = CE - lambda * mean ||delta||^2
-    interface: str = "lm"                 # lm: LM-space projection of the codes; code: VQ code embeddings
+    interface: str | None = None          # lm: LM-space projection of the codes; code: VQ code embeddings;
+                                          # None: the model's own (its hooks' DEFAULT_INTERFACE)
     soft_temperature: float = 0.05
     # the game
     decode: bool | None = None
@@ -215,7 +216,7 @@ class TrainConfig:
         need(self.batch_size >= 1, "--batch-size must be at least 1")
         need(self.eps_max > 0, "--eps-max must be positive")
         need(2 <= self.c_depth <= 8, "--c-depth must be between 2 and 8 (the paper compares 2, 3 and 4)")
-        need(self.interface in ("lm", "code"), "--interface must be lm or code")
+        need(self.interface in (None, "lm", "code"), "--interface must be lm or code")
         need(self.filter in (None, *FILTERS), f"--filter must be one of {', '.join(FILTERS)}")
         need(self.clip_mode in ("text", "image"), "--clip-mode must be text or image")
         need(self.clip_scale in ("clipscore", "raw"), "--clip-scale must be clipscore or raw")

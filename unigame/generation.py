@@ -26,7 +26,8 @@ def image_codes(hooks, images, amp=contextlib.nullcontext) -> torch.Tensor:
 def caption_loss(hooks, rows: list[dict], generators: list[torch.Generator], cfg_drop: float,
                  amp=contextlib.nullcontext) -> torch.Tensor:
     """Mean teacher-forced CE of the codes of each row's image given its caption; a `cfg_drop` share of rows gets
-    the unconditional prompt, as the model's classifier-free guidance needs (janus.md pitfall 5)."""
+    the model's unconditional prompt, what its classifier-free guidance feeds the unconditional branch (the hooks'
+    `generation_batch` builds it: Janus's padded prompt, Emu3's negative prompt)."""
     images = [pil(r["image"]) for r in rows]
     codes = image_codes(hooks, images, amp)
     drop = [float(torch.rand(1, generator=g)) < cfg_drop for g in generators]
@@ -35,25 +36,25 @@ def caption_loss(hooks, rows: list[dict], generators: list[torch.Generator], cfg
         return hooks.generation_loss(batch).float().mean()
 
 
-def self_captions(adapter, model, images, prompt: str, max_tokens: int, train_mode: bool) -> list[str]:
+def self_captions(adapter, hooks, images, prompt: str, max_tokens: int, train_mode: bool) -> list[str]:
     """The model's own greedy captions of `images` (dropout off while it speaks)."""
     from harness.task import understand
     from harness.types import Image
 
-    model.eval()
+    hooks.train(False)
     try:
         requests = [understand(prompt, [Image(pil=im)], max_new_tokens=max_tokens).replace(seed=0)
                     for im in images]
         answers = adapter.understand(requests)
     finally:
         if train_mode:
-            model.train()
+            hooks.train(True)
     return [a.text if a.ok and a.text else prompt for a in answers]
 
 
 def reca_loss(adapter, hooks, rows: list[dict], cfg, amp=contextlib.nullcontext) -> tuple[torch.Tensor, list[str]]:
     images = [pil(r["image"]) for r in rows]
-    captions = self_captions(adapter, hooks.model, images, cfg.reca_prompt, cfg.reca_max_tokens, cfg.train_mode)
+    captions = self_captions(adapter, hooks, images, cfg.reca_prompt, cfg.reca_max_tokens, cfg.train_mode)
     codes = image_codes(hooks, images, amp)
     batch = hooks.generation_batch(captions, codes)
     with amp():

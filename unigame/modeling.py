@@ -73,13 +73,31 @@ def resolve(cfg, device: str):
     adapter = resolve_model(spec, {"device": device, "dtype": cfg.weights_dtype, "merge_lora": True})
     if not hasattr(adapter, "training_hooks"):
         raise HarnessError(f"--model {spec}: the {adapter.name} adapter offers no training hooks")
+    hooks_cls = getattr(adapter, "training_hooks_class", None)
+    if hooks_cls is not None:             # else load_for_training checks once the hooks exist
+        fit_to_model(cfg, hooks_cls(), spec)
     return adapter, init
+
+
+def fit_to_model(cfg, hooks_cls, spec: str) -> None:
+    """Refuse what the model's hooks cannot serve (before any weights load when the adapter names its hooks'
+    class), and take the model's own interface where --interface was not given (given as the model's own, it is
+    no departure: the label does not name it)."""
+    refused = getattr(hooks_cls, "UNSUPPORTED", {})
+    if cfg.reference_compat and "reference_compat" in refused:
+        raise HarnessError(f"--reference-compat does not apply to --model {spec}: {refused['reference_compat']}")
+    default = getattr(hooks_cls, "DEFAULT_INTERFACE", "lm")
+    if cfg.interface is None:
+        cfg.interface = default
+    elif cfg.interface == default and "interface" in cfg.explicit:
+        cfg.explicit = [k for k in cfg.explicit if k != "interface"]
 
 
 def load_for_training(cfg, adapter, init: dict | None) -> Loaded:
     from peft import LoraConfig, get_peft_model
 
     hooks = adapter.training_hooks()
+    fit_to_model(cfg, type(hooks), cfg.model)
     model = hooks.model
     model.requires_grad_(False)
     base_params = sum(p.numel() for p in model.parameters())

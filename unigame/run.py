@@ -58,12 +58,11 @@ def train(cfg) -> dict:
     if not cfg.resume and checkpoint.latest(ckdir) is not None:
         raise HarnessError(f"--output {out} already holds checkpoints; pass --resume to continue that run, or "
                            "choose another --output")
-    size = getattr(adapter, "native_size", None)        # data before weights: bad data fails in seconds
+    size = getattr(adapter, "training_image_size", None)   # data before weights: bad data fails in seconds
     data = data_mod.load(cfg.data, cfg.captions, size, cfg.shapes_scenes) if size else None
     loaded = load_for_training(cfg, adapter, init_meta)
     if data is None:
-        size = int(loaded.hooks.model.config.vision_config.image_size)
-        data = data_mod.load(cfg.data, cfg.captions, size, cfg.shapes_scenes)
+        data = data_mod.load(cfg.data, cfg.captions, loaded.hooks.image_size, cfg.shapes_scenes)
     if cfg.fsdp and dist.world > 1:
         from unigame.fsdp import shard_layers
 

@@ -1,4 +1,4 @@
-"""Small random models for tests and benchmarks: a Janus (through the harness's own builder) and a CLIP.
+"""Small random models for tests and benchmarks: a Janus and an Emu3 (through the factory's builders) and a CLIP.
 
 Both are written as ordinary Hugging Face folders, so the code under test loads them exactly as it loads real
 weights.
@@ -17,6 +17,19 @@ def tiny_janus(folder: str | Path, seed: int = 1, **config) -> Path:
 
     words = words_of([TEST_WORDS]) | set(vocabulary(TEXTS))
     save_random_model(folder, words=words, seed=seed, **config)
+    return Path(folder)
+
+
+def tiny_emu3(folder: str | Path, seed: int = 1, **config) -> Path:
+    """A random Emu3 folder (32 px, 4x4 VQ codes of 64 entries) whose vocabulary covers the world's."""
+    from tinyfactory.build import TEST_WORDS, words_of
+    from tinyfactory.emu3_build import save_random_emu3
+
+    from harness.world.text import vocabulary
+    from tasks.world import TEXTS
+
+    words = words_of([TEST_WORDS]) | set(vocabulary(TEXTS))
+    save_random_emu3(folder, words=words, seed=seed, **config)
     return Path(folder)
 
 

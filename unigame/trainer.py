@@ -78,7 +78,7 @@ class Trainer:
         self.model_train_mode()
 
     def model_train_mode(self) -> None:
-        self.hooks.model.train(self.cfg.train_mode)
+        self.hooks.train(self.cfg.train_mode)
 
     def generator(self, step: int, *keys: int) -> torch.Generator:
         return seeded([self.cfg.seed, self.dist.rank, step, *keys])

@@ -18,7 +18,7 @@ from harness.store import slug
 DEFAULT_MODEL = "tiny-janus"
 
 #: transformers `model_type` -> adapter name, for local folders and hub ids
-ADAPTER_FOR_MODEL_TYPE = {"janus": "janus"}
+ADAPTER_FOR_MODEL_TYPE = {"janus": "janus", "emu3": "emu3"}
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -28,6 +28,11 @@ MODELS.add("janus", "harness.models.janus:JanusAdapter",
            "Janus / Janus-Pro from a hub id or folder: --model-args '{\"model\": \"org/name or path\"}'")
 MODELS.add("janus-pro-1b", "harness.models.janus:JanusAdapter", "deepseek-community/Janus-Pro-1B (Hugging Face)")
 MODELS.add("janus-pro-7b", "harness.models.janus:JanusAdapter", "deepseek-community/Janus-Pro-7B (Hugging Face)")
+MODELS.add("emu3", "harness.models.emu3:Emu3Adapter",
+           "Emu3 pair: BAAI/Emu3-Chat-hf answers, BAAI/Emu3-Gen-hf draws (--model-args '{\"chat\": ..., \"gen\": ...}' "
+           "for other copies)")
+MODELS.add("emu3-chat", "harness.models.emu3:Emu3Adapter", "BAAI/Emu3-Chat-hf alone (understanding only)")
+MODELS.add("emu3-gen", "harness.models.emu3:Emu3Adapter", "BAAI/Emu3-Gen-hf alone (image generation only)")
 
 
 def _instantiate(factory, spec: str, args: dict) -> UnifiedModel:
@@ -67,8 +72,23 @@ def resolve_model(spec: str | None = None, args: dict | None = None) -> UnifiedM
         raise HarnessError(f"--model {spec}: folder has no loadable weights (expected harness.json, or "
                            "config.json with *.safetensors)")
     if HUB_ID.match(spec) and not spec.startswith((".", "/")):
-        return _instantiate(MODELS.load("janus"), spec, args)
+        return _instantiate(MODELS.load(_hub_adapter(spec, args.get("revision"))), spec, args)
     raise HarnessError(unknown_name_message("model", spec, MODELS.names()))
+
+
+def _hub_adapter(hub_id: str, revision: str | None) -> str:
+    """The adapter for a hub id: from the model_type of its cached snapshot (Janus when it is not cached: the
+    adapter then says which files to fetch)."""
+    from harness.hub import cached_commit, snapshot_dir
+
+    snap = snapshot_dir(hub_id, cached_commit(hub_id, revision))
+    config = snap / "config.json" if snap is not None else None
+    if config is not None and config.is_file():
+        try:
+            return ADAPTER_FOR_MODEL_TYPE.get(json.loads(config.read_text()).get("model_type"), "janus")
+        except json.JSONDecodeError:
+            pass
+    return "janus"
 
 
 def model_slug(model: UnifiedModel) -> str:

@@ -116,9 +116,12 @@ def missing_files(folder: Path) -> list[str]:
     return missing
 
 
-def locate(spec: str, revision: str | None = None, download: bool = False, _nested: bool = False) -> Source:
-    """Resolve a registered name, local folder, trainer checkpoint folder or hub id to its files."""
-    target = NAMED.get(spec, spec)
+def locate(spec: str, revision: str | None = None, download: bool = False, names: dict | None = None,
+           _nested: bool = False) -> Source:
+    """Resolve a registered name, local folder, trainer checkpoint folder or hub id to its files; `names` maps
+    the calling adapter's registered names to folders or hub ids (default: Janus's, NAMED)."""
+    names = NAMED if names is None else names
+    target = names.get(spec, spec)
     path = Path(target).expanduser()
     if path.exists():
         if not path.is_dir():
@@ -126,14 +129,14 @@ def locate(spec: str, revision: str | None = None, download: bool = False, _nest
         if (path / "harness.json").is_file():
             if _nested:
                 raise HarnessError(f"{path}: a trainer checkpoint cannot be the base model of another one")
-            return _checkpoint(spec, path, revision, download)
+            return _checkpoint(spec, path, revision, download, names)
         missing = missing_files(path)
         if missing:
             where = "the bundled tiny model" if path == TINY_DIR else f"model folder {path}"
             hint = (" (run `python -m tinyfactory.pretrain` to rebuild it)" if path == TINY_DIR else "")
-            raise WeightsError(f"{where} is missing {', '.join(missing)}; a Janus folder needs {NEEDED}{hint}")
+            raise WeightsError(f"{where} is missing {', '.join(missing)}; a model folder needs {NEEDED}{hint}")
         return Source(spec, path, "local")
-    if spec in NAMED and NAMED[spec] == str(TINY_DIR):
+    if names.get(spec) == str(TINY_DIR):
         raise WeightsError(f"the bundled tiny model is missing (expected {TINY_DIR} with {NEEDED}); reinstall the "
                            "package or run `python -m tinyfactory.pretrain`")
     if HUB_ID.match(target):
@@ -170,7 +173,7 @@ def _download(hub_id: str, revision: str | None) -> tuple[Path, str] | None:
     return hub_snapshot(hub_id, revision)
 
 
-def _checkpoint(spec: str, path: Path, revision: str | None, download: bool) -> Source:
+def _checkpoint(spec: str, path: Path, revision: str | None, download: bool, names: dict) -> Source:
     try:
         meta = json.loads((path / "harness.json").read_text())
     except json.JSONDecodeError as e:
@@ -195,7 +198,7 @@ def _checkpoint(spec: str, path: Path, revision: str | None, download: bool) -> 
     rel = path / base_spec
     base_path = str(rel) if not Path(base_spec).is_absolute() and rel.exists() else base_spec
     try:
-        base = locate(base_path, meta.get("base_revision") or revision, download, _nested=True)
+        base = locate(base_path, meta.get("base_revision") or revision, download, names, _nested=True)
     except WeightsError as e:
         raise WeightsError(f"base model of checkpoint {path}: {e}") from None
     return Source(spec, base.path, "checkpoint", hub_id=base.hub_id, commit=base.commit, adapter_dir=adapter_dir,

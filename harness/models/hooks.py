@@ -1,11 +1,19 @@
-"""The training-facing interface a unified model offers the trainer (optional; evaluation never needs it).
+"""The training-hooks contract: everything the trainer (`unigame`) needs from a model, and nothing else.
 
-Spaces, for a Janus-like model (a different architecture maps its own modules onto the same roles):
+Evaluation never needs it. Each trainable family implements it beside its adapter (janus_hooks.py, emu3_hooks.py)
+and its adapter offers `training_hooks()` (loads the weights) and `training_hooks_class()` (no weights: the
+trainer checks its flags against the class before loading). The trainer holds no model-specific line: it reads the
+model only through these hooks. Spaces (each family maps its own modules onto these roles):
 
-* understanding: image -> `pixel_values` -> encoder -> aligner -> **visual tokens** [n_images, T, d_lm], written
-  into the LM input embeddings at the image placeholder positions, exactly where inference writes them;
+* understanding: image -> `pixel_values` -> the understanding encoder -> **visual tokens** [n_images, T, d_lm],
+  written into the LM input embeddings at the image placeholders, exactly where inference writes them
+  (Janus: SigLIP -> aligner; Emu3: VQ encoder -> quantiser -> the LM's embeddings of the visual tokens);
 * generation: image <-> VQ codes [B, N] <-> **code embeddings** [B, N, d_code] (continuous, what the VQ decoder
   reads) -> pixels in [-1, 1]; codes re-enter the LM as generation embeddings [B, N, d_lm].
+
+The interface tokens z of the game live in one of three spaces, named by `token_dim`: "visual" (the understanding
+visual tokens: adv_embed, noise, --no-decode), "lm" (generation embeddings of the image's codes) or "code" (code
+embeddings); `DEFAULT_INTERFACE` says which of "lm" / "code" the model's decoder-constrained game uses by default.
 
 Every tensor-to-tensor hook is differentiable, so a perturbation added at either interface receives gradients
 through the decoder and the understanding encoder. Losses come back per sample (reduction none, shape [B]).
@@ -49,6 +57,21 @@ class GenerationBatch:
 @runtime_checkable
 class TrainingHooks(Protocol):
     model: torch.nn.Module
+    #: "lm" or "code": where z lives in the decoder-constrained game unless --interface says otherwise
+    DEFAULT_INTERFACE: str
+    #: trainer features the model cannot serve -> the one-line reason (e.g. {"reference_compat": "..."})
+    UNSUPPORTED: dict
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's weights are."""
+
+    @property
+    def image_size(self) -> int:
+        """Side of the square images training uses (clean rows, decoded candidates and buffer alike)."""
+
+    def token_dim(self, space: str) -> int:
+        """Width of z in "visual", "lm" or "code" space (known before any data is seen)."""
 
     # understanding side ----------------------------------------------------------------------------------
     def understanding_batch(self, images: Sequence, questions: Sequence[str],
@@ -76,7 +99,7 @@ class TrainingHooks(Protocol):
         """PIL images -> [B, 3, S, S] in [-1, 1] at the generation resolution."""
 
     def vq_encode(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(codes [B, N], continuous unit-norm latents [B, N, d_code]) of images in [-1, 1]."""
+        """(codes [B, N], the continuous latents [B, N, d_code] the quantiser read) of images in [-1, 1]."""
 
     def code_embeddings(self, codes: torch.Tensor) -> torch.Tensor:
         """Codebook entries [B, N, d_code] as the VQ decoder reads them."""
@@ -98,9 +121,19 @@ class TrainingHooks(Protocol):
     def generation_loss(self, batch: GenerationBatch) -> torch.Tensor:
         """Teacher-forced per-sample cross-entropy of the image codes: [B]."""
 
+    # optional: generation-side mining (--reference-compat); absent where UNSUPPORTED names "reference_compat"
+    # def sample_image_codes(self, prompts, generators, guidance, temperature=1.0, perturb=None) -> codes [B, N]
+
     # training set-up --------------------------------------------------------------------------------------
+    def train(self, mode: bool = True) -> None:
+        """Put the model in train (or eval) mode the way training needs: frozen modules whose output depends on
+        the mode (e.g. Emu3's BatchNorm in its VQ model) stay in eval mode."""
+
     def lora_target_modules(self) -> list[str]:
         """Full names of the LM backbone's attention and MLP projections (for PEFT `target_modules`)."""
 
     def frozen_modules(self) -> list[str]:
         """Modules that stay frozen under UniGame (encoder, aligners, VQ model, generation head, embeddings)."""
+
+    def lora_target_regex(self) -> str:
+        """The same projections as one regular expression (PEFT `target_modules`)."""

@@ -14,36 +14,21 @@ from __future__ import annotations
 import json
 
 from harness.errors import HarnessError
-from harness.options import as_bool as _as_bool
 from harness.models.checkpoints import TINY_DIR, Source, locate
+from harness.models.common import (TransformersAdapter, apply_adapter, as_bool, check_dtype, loading_failed,
+                                   parse_size)
 from harness.models.janus_prompts import generation_prompt, understanding_prompt
-from harness.runner import UnifiedModel, fingerprint_of, free_accelerator_memory
+from harness.runner import fingerprint_of, free_accelerator_memory
 from harness.types import Request, Response
+
+__all__ = ["ADAPTER_VERSION", "DEFAULTS", "JanusAdapter", "parse_size"]
 
 #: bump when prompting or sampling code changes what a given checkpoint outputs
 ADAPTER_VERSION = 1
-DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
-          "float16": "float16", "fp16": "float16"}
 DEFAULTS = {"guidance_scale": 5.0, "temperature": 1.0, "top_k": None, "max_new_tokens": 128}
 
 
-def parse_size(value) -> tuple[int, int] | None:
-    """Requested image size: int, [w, h] or "WxH" -> (w, h)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        parts = value.lower().replace("x", " ").split()
-        value = [int(p) for p in parts] if len(parts) == 2 else int(parts[0])
-    if isinstance(value, (list, tuple)):
-        return int(value[0]), int(value[1])
-    return int(value), int(value)
-
-
-def _one_line(e: Exception) -> str:
-    return f"{type(e).__name__}: {' '.join(str(e).split())}"[:500]
-
-
-class JanusAdapter(UnifiedModel):
+class JanusAdapter(TransformersAdapter):
     name = "janus"
 
     def __init__(self, spec: str = "janus", model: str | None = None, revision: str | None = None,
@@ -56,14 +41,13 @@ class JanusAdapter(UnifiedModel):
                 raise HarnessError("--model janus needs the checkpoint: pass a hub id or folder as --model, or "
                                    "--model-args '{\"model\": \"deepseek-community/Janus-Pro-1B\"}'")
             spec = model
-        if dtype is not None and str(dtype).lower() not in (*DTYPES, "auto"):
-            raise HarnessError(f"--model-args dtype {dtype!r}: use one of auto, {', '.join(sorted(set(DTYPES)))}")
+        check_dtype(dtype)
         self.spec = spec
-        self.source: Source = locate(spec, revision=revision, download=_as_bool(download))
+        self.source: Source = locate(spec, revision=revision, download=as_bool(download))
         self.device_arg = device
         self.dtype_arg = dtype
         self.batch_size = int(batch_size) if batch_size else None
-        self.merge_lora = _as_bool(merge_lora)
+        self.merge_lora = as_bool(merge_lora)
         self.overrides = {"guidance_scale": guidance_scale if guidance_scale is not None else guidance,
                           "temperature": temperature, "top_k": top_k, "max_new_tokens": max_new_tokens}
         root = self.source.base or self.source
@@ -80,22 +64,6 @@ class JanusAdapter(UnifiedModel):
     def native_size(self) -> int:
         vision = self._config.get("vision_config", {})
         return int(vision.get("image_size", 384))
-
-    def device(self) -> str:
-        import torch
-
-        if self.device_arg in (None, "", "auto"):
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        return str(self.device_arg)
-
-    def dtype_name(self) -> str:
-        import torch
-
-        if self.dtype_arg not in (None, "", "auto"):
-            return DTYPES[str(self.dtype_arg).lower()]
-        if self.device().startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-            return "bfloat16"
-        return "float32"
 
     def defaults(self) -> dict:
         """Generation defaults: --model-args, else the checkpoint's generation config, else Janus-Pro's own."""
@@ -114,14 +82,10 @@ class JanusAdapter(UnifiedModel):
 
     def fingerprint(self) -> str:
         if self._fp is None:
-            device = self.device().split(":")[0]
-            parts = ["janus", ADAPTER_VERSION, self.source.identity(), self.dtype_name(), device, self.defaults(),
-                     self.merge_lora if self.source.adapter_dir else None]
-            if device == "cpu":   # CPU kernels reduce in an order that depends on the thread count
-                import torch
-
-                parts.append({"cpu_threads": torch.get_num_threads()})
-            self._fp = fingerprint_of(*parts)
+            self._fp = fingerprint_of("janus", ADAPTER_VERSION, self.source.identity(), self.dtype_name(),
+                                      self.device().split(":")[0], self.defaults(),
+                                      self.merge_lora if self.source.adapter_dir else None,
+                                      *filter(None, [self.reduction_context()]))
         return self._fp
 
     def describe(self) -> dict:
@@ -149,27 +113,14 @@ class JanusAdapter(UnifiedModel):
 
             hf_logging.disable_progress_bar()
             dtype = getattr(torch, self.dtype_name())
-            # any failure here (a truncated safetensors file, a bad config) would fail every request alike:
-            # one line naming the files instead
             try:
                 model = JanusForConditionalGeneration.from_pretrained(self.source.path, dtype=dtype,
                                                                       use_safetensors=True)
                 processor = JanusProcessor.from_pretrained(self.source.path)
             except Exception as e:
-                raise HarnessError(f"loading {self.spec} from {self.source.path} failed: {_one_line(e)}") from None
-            if self.source.adapter_dir is not None:
-                from peft import PeftModel
-
-                try:
-                    peft = PeftModel.from_pretrained(model, str(self.source.adapter_dir), is_trainable=False)
-                except Exception as e:
-                    raise HarnessError(f"loading the adapter of {self.spec} from {self.source.adapter_dir} failed "
-                                       f"(damaged or incomplete files?): {_one_line(e)}") from None
-                if self.merge_lora:
-                    model = peft.merge_and_unload()
-                else:  # the LoRA layers live inside the base modules; keep the wrapper alive with them
-                    self._peft = peft
-                    model = peft.get_base_model()
+                raise loading_failed(self.spec, self.source.path, e) from None
+            self._peft = []
+            model = apply_adapter(model, self.source.adapter_dir, self.merge_lora, self._peft, self.spec)
             self._model = model.to(self.device()).eval()
             self._processor = processor
         return self._model, self._processor
@@ -178,12 +129,21 @@ class JanusAdapter(UnifiedModel):
         self._model = self._processor = self._peft = None
         free_accelerator_memory()
 
-    def training_hooks(self):
-        """The training-facing interface (see harness.models.hooks) on this adapter's loaded model."""
+    @property
+    def training_image_size(self) -> int:
+        """The side of every training image: the understanding encoder's input, which is also the generated one."""
+        return self.native_size
+
+    def training_hooks_class(self):
+        """The training hooks' class (what the trainer checks its flags against before any weights load)."""
         from harness.models.janus_hooks import JanusHooks
 
+        return JanusHooks
+
+    def training_hooks(self):
+        """The training-facing interface (see harness.models.hooks) on this adapter's loaded model."""
         model, processor = self.load()
-        return JanusHooks(model, processor)
+        return self.training_hooks_class()(model, processor)
 
     # ------------------------------------------------------------------------------------------ prompts
 
@@ -196,25 +156,6 @@ class JanusAdapter(UnifiedModel):
         return generation_prompt(processor, text)
 
     # ------------------------------------------------------------------------------------------ requests
-
-    def _chunks(self, requests: list[Request], key):
-        """Requests grouped by decoding params, each group sorted by prompt length (less padding) and cut into
-        batches; yields lists of (index, request)."""
-        groups: dict = {}
-        for i, r in enumerate(requests):
-            groups.setdefault(key(r), []).append((i, r))
-        size = self.batch_size or max(1, len(requests))
-        for items in groups.values():
-            items.sort(key=lambda p: (len(p[1].images), len(p[1].text or "")))
-            for k in range(0, len(items), size):
-                yield items[k:k + size]
-
-    def _text_params(self, r: Request) -> tuple:
-        p, d = r.params or {}, self.defaults()
-        sample = _as_bool(p.get("do_sample", False))
-        temp = float(p.get("temperature", 1.0)) if sample else 0.0
-        top_k = p.get("top_k")
-        return int(p.get("max_new_tokens") or d["max_new_tokens"]), temp, int(top_k) if top_k else None
 
     def understand(self, requests: list[Request]) -> list[Response]:
         import torch
@@ -240,13 +181,6 @@ class JanusAdapter(UnifiedModel):
             for (i, _), ids in zip(chunk, answers):
                 out[i] = Response(text=tok.decode(ids, skip_special_tokens=True).strip())
         return out
-
-    def _image_params(self, r: Request) -> tuple:
-        p, d = r.params or {}, self.defaults()
-        g = next((p[k] for k in ("guidance_scale", "guidance", "cfg_scale") if p.get(k) is not None),
-                 d["guidance_scale"])
-        top_k = p.get("top_k", d["top_k"])
-        return float(g), float(p.get("temperature", d["temperature"])), int(top_k) if top_k else None
 
     def generate(self, requests: list[Request]) -> list[Response]:
         import torch

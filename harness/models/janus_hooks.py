@@ -16,8 +16,10 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from harness.models.decoding import per_row_loss
 from harness.models.hooks import GenerationBatch, UnderstandingBatch
-from harness.models.janus_decode import image_features, merge_visual, positions, resize_pixels, unconditional_ids
+from harness.models.janus_decode import (image_features, merge_visual, positions, resize_pixels, sample_image_codes,
+                                         unconditional_ids)
 from harness.models.janus_prompts import generation_prompt, understanding_prompt
 
 LORA_PROJECTIONS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
@@ -27,6 +29,10 @@ FROZEN = ("model.vision_model", "model.aligner", "model.vqmodel", "model.generat
 
 
 class JanusHooks:
+    #: z of the decoder-constrained game: the LM-space projection of the VQ codes, where both aligners write
+    DEFAULT_INTERFACE = "lm"
+    UNSUPPORTED: dict[str, str] = {}
+
     def __init__(self, model, processor):
         self.model = model
         self.processor = processor
@@ -39,6 +45,12 @@ class JanusHooks:
     @property
     def image_size(self) -> int:
         return int(self.model.config.vision_config.image_size)
+
+    def token_dim(self, space: str) -> int:
+        """Width of z: "code" (unit-norm VQ code embeddings), "lm" or "visual" (the LM's input width)."""
+        if space == "code":
+            return int(self.model.config.vq_config.embed_dim)
+        return int(self.model.config.text_config.hidden_size)
 
     # ----------------------------------------------------------------------------------------- understanding
 
@@ -87,11 +99,7 @@ class JanusHooks:
         keep = target != -100
         # the LM head only where there is an answer token: a 100k vocabulary over every prompt position is
         # most of the memory of a real Janus-Pro step
-        logits = self.model.lm_head(hidden[keep]).float()
-        tok_loss = F.cross_entropy(logits, target[keep], reduction="none")
-        rows = keep.nonzero()[:, 0]
-        total = torch.zeros(target.shape[0], device=tok_loss.device).index_add(0, rows, tok_loss)
-        return total / keep.sum(1).clamp(min=1)
+        return per_row_loss(self.model.lm_head(hidden[keep]), target[keep], keep.nonzero()[:, 0], target.shape[0])
 
     def pixels_to_pixel_values(self, pixels: torch.Tensor) -> torch.Tensor:
         ip = self.processor.image_processor
@@ -182,6 +190,19 @@ class JanusHooks:
         logits = m.model.generation_head(hidden[:, start:]).float()
         return F.cross_entropy(logits.transpose(1, 2), batch.codes, reduction="none").mean(1)
 
+    @torch.no_grad()
+    def sample_image_codes(self, prompts: Sequence[str], generators: Sequence[torch.Generator], guidance: float,
+                           temperature: float = 1.0, perturb=None) -> torch.Tensor:
+        """Codes [B, N] the model draws for `prompts` with classifier-free guidance, each row from its own
+        generator; `perturb` is added (float32) to every generated code's embedding before it is fed back
+        (the public reference code's generation-side mining)."""
+        batch = self.generation_batch(prompts, torch.zeros(len(prompts), 1, dtype=torch.long))
+        tok, n = self.tokenizer, len(prompts)
+        return sample_image_codes(self.model, batch.input_ids, batch.attention_mask, guidance=[guidance] * n,
+                                  temperature=[temperature] * n, generators=generators, bos_id=tok.bos_token_id,
+                                  boi_id=tok.convert_tokens_to_ids(self.processor.image_start_token),
+                                  pad_id=tok.pad_token_id, perturb=perturb)
+
     # ----------------------------------------------------------------------------------------- set-up
 
     def lora_target_modules(self) -> list[str]:
@@ -194,6 +215,11 @@ class JanusHooks:
 
     def frozen_modules(self) -> list[str]:
         return list(FROZEN)
+
+    def train(self, mode: bool = True) -> None:
+        """Train mode for the whole model (its frozen modules hold no layer whose output depends on the mode
+        beyond dropout, which they set to 0)."""
+        self.model.train(mode)
 
     def freeze(self) -> None:
         """Freeze every parameter of the modules listed by `frozen_modules` (LoRA adds the trainable ones)."""
