@@ -266,8 +266,10 @@ def _run_lmms(tmp_path: Path, model_args: str, batch_size: int, limit: int | Non
         cmd += ["--limit", str(limit)]
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    [results] = list((tmp_path / "lmms_out").glob("**/*_results.json"))
-    return results
+    # lmms-eval logs an evaluation error and still exits 0: its log says why no results were written
+    found = list((tmp_path / "lmms_out").glob("**/*_results.json"))
+    assert len(found) == 1, f"lmms-eval wrote {len(found)} results files: " + r.stdout[-3000:] + r.stderr[-3000:]
+    return found[0]
 
 
 @needs_lmms
