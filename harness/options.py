@@ -14,6 +14,7 @@ booleans given as strings are accepted where they parse, because lmms-eval hands
 from __future__ import annotations
 
 import difflib
+import json
 import inspect
 import math
 import re
@@ -180,7 +181,12 @@ def check_tags(tags: dict) -> None:
                                "(starting with a letter or digit)")
         if isinstance(value, str) and any(ord(c) < 32 for c in value):
             raise HarnessError(f"--tag {key}: the value must be one line of text")
-        if not isinstance(value, (str, int, float, bool)) and value is not None:
+        if isinstance(value, (dict, list)):     # structured tags come from the Python API (the trainer's
+            try:                                # hyper_parameters); they must survive the manifest's JSON
+                json.dumps(value, allow_nan=False)
+            except (TypeError, ValueError) as e:
+                raise HarnessError(f"--tag {key}: the value must be JSON data ({e})") from None
+        elif not isinstance(value, (str, int, float, bool)) and value is not None:
             raise HarnessError(f"--tag {key}: the value must be text or a number, got {type(value).__name__}")
 
 

@@ -220,6 +220,15 @@ def test_bad_tags_are_refused(tmp_path, tag, needle):
                       tmp_path), 2, needle)
 
 
+def test_structured_tags_from_the_api_are_kept_and_must_be_json():
+    from harness.errors import HarnessError
+    from harness.options import check_tags
+
+    check_tags({"step": 200, "hyper_parameters": {"lr": 1e-4, "lora": {"r": 16}}})   # what the trainer passes
+    with pytest.raises(HarnessError, match="--tag hyper_parameters: the value must be JSON data"):
+        check_tags({"hyper_parameters": {"lr": float("nan")}})
+
+
 def test_imported_lmms_results_stay_inside_the_output_folder(tmp_path):
     folder = tmp_path / "lmms"
     folder.mkdir()
