@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import zlib
 from pathlib import Path
 
 from harness.store import write_bytes
@@ -17,12 +18,14 @@ class ArtifactStore:
 
     def put(self, image: Image) -> str:
         """Store an image under its hash (once) and return the hash. The hash is of the pixels, so the PNG's
-        compression level is free: the fastest one, since a fast model writes images as fast as it makes them."""
+        compression is free to be the fastest: zlib's run-length strategy at level 1 encodes a photo-like 384 px
+        image in 3/4 of the time of plain level 1, and smaller (bench/engine.py), and a fast model writes images as
+        fast as it makes them."""
         sha = image.sha256
         dest = self.path(sha)
         if not dest.exists():
             buf = io.BytesIO()
-            image.pil().save(buf, format="PNG", compress_level=1)
+            image.pil().save(buf, format="PNG", compress_level=1, compress_type=zlib.Z_RLE)
             write_bytes(dest, buf.getvalue(), fsync=False)
         return sha
 

@@ -161,7 +161,8 @@ class RunStore:
 
     def write_task(self, task: str, results, samples: list[dict], extras: dict | None = None) -> None:
         """A task's files: extras, samples.jsonl, then results.json (a harness.results.TaskResult)."""
-        lines = "".join(json.dumps(s, ensure_ascii=False, sort_keys=True, default=str) + "\n" for s in samples)
+        encode = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=str).encode
+        lines = "".join(encode(s) + "\n" for s in samples)
         # samples and extras first: results.json appearing is the sign that a task's files are complete
         from harness.options import check_folder_name
 
