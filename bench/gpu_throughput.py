@@ -184,9 +184,9 @@ def main() -> None:
                     flops = f"{tflops:>9.1f}" + (f"{100 * tflops / peak:>8.1f}%" if peak else f"{'-':>9}")
                 else:
                     flops = f"{'-':>9}{'-':>9}"
-                mem = torch.cuda.max_memory_allocated() / 2 ** 30 if device.startswith("cuda") else float("nan")
-                print(f"{kind:<11}{b:>6}{rate_ours:>10.2f}{rate_bare:>10.2f}{rate_ours / rate_bare:>10.3f}{flops}"
-                      f"{mem:>9.1f}")
+                mem = (f"{torch.cuda.max_memory_allocated() / 2 ** 30:>9.1f}" if device.startswith("cuda")
+                       else f"{'-':>9}")       # peak memory is measured on accelerators only
+                print(f"{kind:<11}{b:>6}{rate_ours:>10.2f}{rate_bare:>10.2f}{rate_ours / rate_bare:>10.3f}{flops}{mem}")
                 if rate_ours > best.get(kind, (0,))[0]:
                     best[kind] = (rate_ours, b, rate_ours / rate_bare)
         print()
