@@ -108,3 +108,20 @@ def test_cache_is_sqlite_wal(tmp_path, doubles):
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("SELECT COUNT(*) FROM responses WHERE target='model'").fetchone()[0] == 24
+
+
+def test_request_replace_keeps_the_dataclass_contract():
+    import dataclasses
+
+    from harness.task import understand
+
+    r = understand("What colour?", params={"max_new_tokens": 4})
+    stamped = r.replace(task="t", doc_id="d1", seed=5)
+    assert (stamped.task, stamped.doc_id, stamped.seed, stamped.text) == ("t", "d1", 5, "What colour?")
+    assert (r.task, r.seed) == ("", None)                       # the original is untouched
+    assert stamped == dataclasses.replace(r, task="t", doc_id="d1", seed=5)
+    assert stamped.key("fp") != r.key("fp")                     # the seed is part of the content key
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        stamped.seed = 6
+    with pytest.raises(TypeError, match="no field 'sead'"):
+        r.replace(sead=5)
