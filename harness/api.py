@@ -10,6 +10,7 @@ from harness import aggregates, determinism
 from harness import distributed, registry
 from harness.artifacts import ArtifactStore
 from harness.cache import NullCache, ResponseCache
+from harness.capabilities import split_tasks
 from harness.errors import HarnessError
 from harness.executor import Executor, RunnerPool, TaskRun
 from harness.health import Health, headline_problems
@@ -53,6 +54,7 @@ class RunResult:
     failures: list[str] = field(default_factory=list)   # tasks whose headline could not be computed (run failed)
     notes: list[str] = field(default_factory=list)      # the same under --limit, where a task may refuse it
     timings: dict = field(default_factory=dict)   # seconds per executor phase (harness.executor.Executor.timings)
+    skipped: dict = field(default_factory=dict)   # suite tasks the model cannot serve -> why (harness/capabilities.py)
 
 
 def expand_tasks(names: list[str]) -> list[str]:
@@ -186,12 +188,15 @@ def evaluate(model, tasks, config: RunConfig | None = None) -> RunResult:
     check_config(config)
     task_objs = [t for t in tasks if isinstance(t, Task)]
     names = [t for t in tasks if not isinstance(t, Task)]
+    # a task asked for by name must run; one a suite brought in is skipped when the model cannot serve it
+    named = {t.name for t in task_objs} | {n.strip() for n in names if n.strip() in registry.TASKS}
     task_objs += build_tasks(names, config)
     if not task_objs:
         raise HarnessError("no tasks selected; pass --tasks (see `python -m harness tasks`)")
     if len({t.name for t in task_objs}) != len(task_objs):
         raise HarnessError("the same task was selected twice")
     runner: UnifiedModel = model if isinstance(model, Runner) else resolve_model(model)
+    task_objs, skipped = split_tasks(runner, task_objs, named)       # before any data or weights are loaded
     restore = determinism.apply(config.threads)      # before the fingerprint: CPU adapters record the count
     try:
         output = Path(config.output)
@@ -200,14 +205,15 @@ def evaluate(model, tasks, config: RunConfig | None = None) -> RunResult:
         cache = NullCache() if not config.use_cache else ResponseCache(
             output / "cache", rank=config.rank, world=config.world_size, repair=config.repair_cache)
         try:
-            return _run(runner, task_objs, config, output, cache)
+            return _run(runner, task_objs, config, output, cache, skipped)
         finally:
             cache.close()
     finally:
         restore()
 
 
-def _run(runner: UnifiedModel, task_objs: list[Task], config: RunConfig, output: Path, cache) -> RunResult:
+def _run(runner: UnifiedModel, task_objs: list[Task], config: RunConfig, output: Path, cache,
+         skipped: dict[str, str]) -> RunResult:
     from harness.models import model_slug
     from harness.scorers import make_scorer
 
@@ -226,13 +232,14 @@ def _run(runner: UnifiedModel, task_objs: list[Task], config: RunConfig, output:
         config={k: v for k, v in asdict(config).items() if k not in ("cli", "output", "progress", "rank",
                                                                       "repair_cache")},
         data={t.name: t.dataset_info.to_dict() for t in task_objs}, cli=cli, env=environment(),
-        world_size=config.world_size, tags=config.tags)
+        world_size=config.world_size, tags=config.tags, skipped=dict(skipped))
     if store.manifest_path.exists():     # a resumed or rescored run: keep its history and its other tasks
         previous = read_manifest(store.manifest_path)
         manifest.started = previous.started or manifest.started
         manifest.tasks = list(dict.fromkeys([*previous.tasks, *manifest.tasks]))
         manifest.data = {**previous.data, **manifest.data}
         manifest.invocations = previous.invocations
+        manifest.skipped = {t: why for t, why in {**previous.skipped, **skipped}.items() if t not in manifest.tasks}
     manifest.invocations.append({"cli": cli, "started": now()})
     dist = distributed.Dist(config.rank, config.world_size)
     distributed.barrier(dist)            # every rank has checked its cache shards before any reads another's
@@ -285,4 +292,4 @@ def _run(runner: UnifiedModel, task_objs: list[Task], config: RunConfig, output:
         manifest.invocations[-1].update(status=manifest.status, finished=manifest.finished)
         if config.rank == 0:
             store.write_manifest(manifest)
-    return RunResult(store.dir, results, manifest, derived, failures, notes, dict(executor.timings))
+    return RunResult(store.dir, results, manifest, derived, failures, notes, dict(executor.timings), skipped)

@@ -64,9 +64,11 @@ def cmd_run(args, argv) -> int:
                        threads=args.threads, max_failure_rate=args.max_failure_rate, repair_cache=args.repair_cache)
     result = evaluate(model, args.tasks.split(","), config)
     if dist.main:
-        from harness.report import derived_lines
+        from harness.report import derived_lines, skipped_lines
 
         print(table(result.results))
+        if result.skipped:
+            print("\n" + skipped_lines(result.skipped))
         if result.derived:
             print("\n" + derived_lines(result.derived))
         print(f"\nresults: {result.run_dir}")
@@ -169,7 +171,7 @@ def _print_rows(header, rows) -> None:
 
 
 def cmd_show(args, argv) -> int:
-    from harness.report import derived_lines, table
+    from harness.report import derived_lines, skipped_lines, table
     from harness.results import load_run, read_derived
 
     manifest, results = load_run(args.run_dir)
@@ -181,6 +183,8 @@ def cmd_show(args, argv) -> int:
         print("\n" + derived_lines(derived))
     if missing:
         print(f"\nnot finished: {', '.join(missing)}")
+    if manifest.skipped:
+        print("\n" + skipped_lines(manifest.skipped))
     return 0
 
 

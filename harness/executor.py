@@ -18,6 +18,7 @@ from typing import Callable
 from tqdm.auto import tqdm
 
 from harness.artifacts import ArtifactStore
+from harness.capabilities import check_request
 from harness.errors import HarnessError
 from harness.health import Health
 from harness.pipeline import Prefetch, WriteBehind, hash_images
@@ -159,13 +160,17 @@ class Executor:
     def _build_stage(self, tr: TaskRun, stage) -> list:
         items = []
         name = tr.task.name
+        declared = tr.task.model_kinds or ()
         for i, doc in enumerate(tr.docs):
             reqs = stage.build(doc, tr.outputs[i]) or []
             done = []
             for req in reqs:
                 seed = req.seed
-                if req.target == MODEL and seed is None:
-                    seed = derive_seed(self.seed, name, tr.doc_ids[i], stage.name, req.sample)
+                if req.target == MODEL:
+                    if req.kind not in declared:
+                        check_request(tr.task, req.kind)
+                    if seed is None:
+                        seed = derive_seed(self.seed, name, tr.doc_ids[i], stage.name, req.sample)
                 done.append(req.replace(task=name, doc_id=tr.doc_ids[i], stage=stage.name, seed=seed))
             tr.outputs[i][stage.name] = [None] * len(done)
             tr.requests[i][stage.name] = [None] * len(done)

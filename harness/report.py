@@ -88,3 +88,8 @@ def derived_lines(derived: dict) -> str:
         note = f"  ({d['note']})" if d.get("note") else ""
         lines.append(f"{name} = {value}  from {', '.join(d['inputs'])}{note}")
     return "\n".join(lines)
+
+
+def skipped_lines(skipped: dict[str, str]) -> str:
+    """The tasks a suite selected that the model cannot serve, one per line with the reason."""
+    return "not applicable to this model (skipped):\n" + "\n".join(f"  {t}: {why}" for t, why in skipped.items())

@@ -167,6 +167,7 @@ class Manifest:
     imported: dict | None = None
     determinism: dict | None = None     # thread count and kernel settings the run used (harness/determinism.py)
     failure: dict | None = None         # why a run is `failed`: {"reason": one line, "tasks": [...] when a task's}
+    skipped: dict = field(default_factory=dict)   # tasks a suite selected that the model cannot serve -> why
     schema_version: int = SCHEMA_VERSION
     extra: dict = field(default_factory=dict)
 
@@ -190,6 +191,8 @@ class Manifest:
         for name in ("producer", "lmms_eval", "imported", "determinism", "failure"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
+        if self.skipped:
+            out["skipped"] = self.skipped
         return {**out, **self.extra, "schema_version": self.schema_version}
 
     @classmethod
@@ -209,7 +212,7 @@ class Manifest:
         _need(known.get("cli") is None or isinstance(known["cli"], list), where, "field 'cli' must be a list")
         known["model"] = known.get("model") or {}
         _need(isinstance(known["model"], dict), where, "field 'model' must be an object")
-        for name in ("config", "data", "env", "tags"):
+        for name in ("config", "data", "env", "tags", "skipped"):
             known[name] = known.get(name) or {}
             _need(isinstance(known[name], dict), where, f"field {name!r} must be an object")
         known["invocations"] = known.get("invocations") or []

@@ -92,6 +92,11 @@ class Task:
     #: each option's type, checked before any work (harness/options.py: "bool", "int", "number", "str", "size",
     #: a trailing "?" for null, or a tuple of allowed values); every option in options_help declares one
     option_types: ClassVar[dict[str, Any]] = {}
+    #: what the task asks of the model under evaluation: "understand" (images + text -> text), "generate" (text ->
+    #: image) or both. A model lacking one (an understanding-only or generation-only model) is refused the task
+    #: before any work, or skips it when a suite selected it (harness/capabilities.py); the executor stops a task
+    #: that sends the model a kind it did not declare. None: undeclared, checked only as requests are sent.
+    model_kinds: ClassVar[tuple[str, ...] | None] = None
     #: how lmms-eval names and scores this benchmark (harness.integrations.equivalence.LmmsEquivalent), if it does
     lmms: ClassVar[Any] = None
     #: set by `score` (harness/score_mode.py): the model's answers are stored ones, so documents need no pixels

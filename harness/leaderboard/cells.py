@@ -45,6 +45,9 @@ class Cell:
     #: some result behind this cell is on the board's data (e.g. hub, not the world), matching or not: such rows
     #: stay on the board with their dashes; rows with none (a world-only model on a real board) are left out
     on_board: bool = False
+    #: the row's model cannot serve the column's task (an understanding-only model on GenEval): never a number
+    #: or a failure
+    not_applicable: bool = False
 
     def to_json(self) -> dict:
         out = {"value": self.value, "stderr": self.stderr, "spread": self.spread, "seeds": self.seeds,
@@ -52,6 +55,8 @@ class Cell:
                "notes": list(self.notes)}
         if self.deltas:
             out["deltas"] = self.deltas
+        if self.not_applicable:
+            out["not_applicable"] = True
         return out
 
 
@@ -143,17 +148,24 @@ def from_results(res, col, run_path: str) -> Cell:
 def pick(runs, col, requires: dict, newest: str | None) -> Cell | None:
     """The newest run's result for the column's task that matches; a blank cell saying why when results exist but
     none match; None when the task was never evaluated for this row."""
-    reason, on_board = None, False
+    reason, on_board, skipped = None, False, None
     for run in runs:
         res = run.results.get(col.task)
         if res is None:
+            skipped = skipped or run.manifest.skipped.get(col.task)
             continue
         why = check(res, requires, newest)
         if why is None:
             return from_results(res, col, run.path)
         reason = reason or f"{col.label}: {why}"
         on_board = on_board or "source" not in requires or mismatch(res, "source", requires["source"]) is None
-    return Cell(notes=[reason], on_board=on_board) if reason else None
+    if reason:
+        return Cell(notes=[reason], on_board=on_board)
+    return not_applicable(f"{col.label}: not applicable to this model ({skipped})") if skipped else None
+
+
+def not_applicable(note: str) -> Cell:
+    return Cell(notes=[note], not_applicable=True)
 
 
 def newest_version(rows, col, requires: dict) -> str | None:
@@ -170,6 +182,9 @@ def combine(cells: list[Cell | None], n_seeds: int) -> Cell | None:
     present = [c for c in cells if c is not None]
     if not present:
         return None
+    if all(c.not_applicable for c in present):
+        return present[0]
+    present = [c for c in present if not c.not_applicable]
     shown = [c for c in present if c.value is not None]
     reasons = list(dict.fromkeys(n for c in present if c.value is None for n in c.notes))
     on_board = any(c.on_board for c in present)
@@ -202,6 +217,9 @@ def aggregate(col, inputs: dict, labels: dict) -> Cell | None:
     f = AGGREGATES.load(col.kind).compute
     if all(c is None for c in inputs.values()):
         return None
+    lacking = [labels[p] for p, c in inputs.items() if c is not None and c.not_applicable]
+    if lacking:
+        return not_applicable(f"{col.label}: not applicable to this model ({', '.join(lacking)} not applicable)")
     missing = [labels[p] for p, c in inputs.items() if c is None or c.value is None]
     if missing:
         return Cell(notes=[f"{col.label} needs {', '.join(missing)} (not evaluated or not comparable)"])

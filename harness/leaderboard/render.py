@@ -10,6 +10,15 @@ from harness.leaderboard.cells import FIELDS, Cell
 
 BLANK_LEGEND = ("Empty cell: not evaluated. `-` with a note: results exist but do not meet the column's "
                 "requirements, or have no value; they are never mixed in.")
+NOT_APPLICABLE = "not applicable"
+NOT_APPLICABLE_LEGEND = ("\"not applicable\": the model cannot serve the task (an understanding-only model on a "
+                         "generation task, or the reverse).")
+
+
+def blank_legend(board: Board) -> str:
+    """The legend of blank cells; the "not applicable" sentence only on boards that show one."""
+    shown = any(c is not None and c.not_applicable for row in board.rows for c in row.cells.values())
+    return BLANK_LEGEND + (" " + NOT_APPLICABLE_LEGEND if shown else "")
 
 
 def num(x: float | None, decimals: int, sign: bool = False) -> str:
@@ -21,11 +30,12 @@ def num(x: float | None, decimals: int, sign: bool = False) -> str:
 
 
 def cell_text(cell: Cell | None, decimals: int, marks: bool = True) -> str:
-    """'83.40 ± 0.12 (Δbase +5.20, Δsft +3.90) [2]'; '-' for a blank with a reason; '' when not evaluated."""
+    """'83.40 ± 0.12 (Δbase +5.20, Δsft +3.90) [2]'; '-' for a blank with a reason; 'not applicable' when the
+    model cannot serve the task; '' when not evaluated."""
     if cell is None:
         return ""
     if cell.value is None:
-        text = "-"
+        text = NOT_APPLICABLE if cell.not_applicable else "-"
     else:
         text = num(cell.value, decimals)
         pm = cell.spread if cell.spread is not None else cell.stderr
@@ -136,7 +146,7 @@ def markdown(board: Board) -> str:
                 keys.append(f"reported [{','.join(map(str, row.note_ids))}]" if row.reported else "measured")
             vals = [cell_text(row.cells.get(c.id), c.decimals) for c in spec.visible]
             lines.append("| " + " | ".join(x.replace("|", "\\|") for x in keys + vals) + " |")
-        lines += ["", legend(board) + " " + BLANK_LEGEND, ""]
+        lines += ["", legend(board) + " " + blank_legend(board), ""]
     lines += ["Columns:", *column_lines(board), ""]
     if board.footnotes:
         lines += ["Notes:", *(f"[{i}] {t}" for i, t in enumerate(board.footnotes, 1)), ""]

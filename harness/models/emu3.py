@@ -109,11 +109,15 @@ class Emu3Adapter(TransformersAdapter):
 
     def _half(self, role: str) -> Source:
         if role not in self.halves:
-            other = "emu3-gen" if role == "gen" else "emu3-chat"
             raise HarnessError(f"--model {self.spec} has no {'generation' if role == 'gen' else 'understanding'} "
-                               f"weights ({KIND_OF[role]} requests need them): use --model emu3 (Emu3-Chat-hf + "
-                               f"Emu3-Gen-hf) or --model {other}")
+                               f"weights ({KIND_OF[role]} requests need them): "
+                               + self.capability_hint((KIND_OF[role],)))
         return self.halves[role]
+
+    def capability_hint(self, missing: tuple[str, ...]) -> str:
+        """Where the missing half is (harness/capabilities.py puts this in its refusal)."""
+        other = "emu3-gen" if "generate" in missing else "emu3-chat"
+        return f"use --model emu3 (Emu3-Chat-hf + Emu3-Gen-hf) or --model {other}"
 
     def run(self, kind: str, requests):
         if kind in KIND_OF.values() and kind not in self.kinds:
