@@ -66,7 +66,7 @@ def cmd_run(args, argv) -> int:
     if dist.main:
         from harness.report import derived_lines
 
-        print(table(result.results))
+        print(table(result.results, skipped=result.skipped))
         if result.derived:
             print("\n" + derived_lines(result.derived))
         print(f"\nresults: {result.run_dir}")
@@ -175,7 +175,7 @@ def cmd_show(args, argv) -> int:
     manifest, results = load_run(args.run_dir)
     print(f"run {manifest.run_id}  model {manifest.model.get('spec')}  status {manifest.status}")
     missing = [t for t in manifest.tasks if t not in results]
-    print(table(results, full=args.all))
+    print(table(results, full=args.all, skipped=manifest.skipped))
     derived = read_derived(args.run_dir)
     if derived:
         print("\n" + derived_lines(derived))

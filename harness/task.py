@@ -79,6 +79,10 @@ class Task:
     name: ClassVar[str] = ""
     version: ClassVar[str] = "1"
     description: ClassVar[str] = ""
+    #: the model capabilities (request kinds, as in Runner.kinds) its stages ask the model for; a model lacking one
+    #: cannot serve the task: refused when the task is named, skipped when a suite selected it
+    #: (harness/capabilities.py). Undeclared, a task is taken to need both.
+    model_kinds: ClassVar[tuple[str, ...]] = ("understand", "generate")
     #: which `--data` forms the task accepts besides its default data: "hub" (its default is a hub dataset, and
     #: `hub:ORG/NAME[@REV]` reads another copy), "release" (its default is the benchmark's own published files, not
     #: a hub dataset, so `hub:` copies are refused), "path", "shapes"

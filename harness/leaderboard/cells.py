@@ -1,7 +1,8 @@
 """Cells: one number per (row, column), only from results that match the column's requirements.
 
 A result whose data source, scoring profile, task version, judge or backbone set differs from what the column asks
-for never reaches a cell: the cell stays blank and says why. Values are kept in display units (fractions x100;
+for never reaches a cell: the cell stays blank and says why. A task the run skipped because the model lacks what it
+needs (an understanding-only model on GenEval) is "not applicable": neither a number nor a failure. Values are kept in display units (fractions x100;
 metrics already on a 0-100 scale as stored), which is also the unit the aggregate formulas take.
 """
 from __future__ import annotations
@@ -45,6 +46,8 @@ class Cell:
     #: some result behind this cell is on the board's data (e.g. hub, not the world), matching or not: such rows
     #: stay on the board with their dashes; rows with none (a world-only model on a real board) are left out
     on_board: bool = False
+    #: the model cannot do what the column's task needs (the run skipped it): shown as "not applicable"
+    not_applicable: bool = False
 
     def to_json(self) -> dict:
         out = {"value": self.value, "stderr": self.stderr, "spread": self.spread, "seeds": self.seeds,
@@ -52,6 +55,8 @@ class Cell:
                "notes": list(self.notes)}
         if self.deltas:
             out["deltas"] = self.deltas
+        if self.not_applicable:
+            out["not_applicable"] = True
         return out
 
 
@@ -142,18 +147,27 @@ def from_results(res, col, run_path: str) -> Cell:
 
 def pick(runs, col, requires: dict, newest: str | None) -> Cell | None:
     """The newest run's result for the column's task that matches; a blank cell saying why when results exist but
-    none match; None when the task was never evaluated for this row."""
-    reason, on_board = None, False
+    none match; a "not applicable" cell when a run skipped the task because the model lacks what it needs; None
+    when the task was never evaluated for this row."""
+    reason, on_board, skipped, skipped_here = None, False, None, False
     for run in runs:
         res = run.results.get(col.task)
         if res is None:
+            why = (run.manifest.skipped or {}).get(col.task)
+            if why and skipped is None:
+                skipped = f"{col.label}: not applicable, {col.task} {why}"
+                # the row belongs on this board when the run evaluated something on the board's data
+                skipped_here = "source" not in requires or any(
+                    mismatch(r, "source", requires["source"]) is None for r in run.results.values())
             continue
         why = check(res, requires, newest)
         if why is None:
             return from_results(res, col, run.path)
         reason = reason or f"{col.label}: {why}"
         on_board = on_board or "source" not in requires or mismatch(res, "source", requires["source"]) is None
-    return Cell(notes=[reason], on_board=on_board) if reason else None
+    if reason:
+        return Cell(notes=[reason], on_board=on_board)
+    return Cell(notes=[skipped], not_applicable=True, on_board=skipped_here) if skipped else None
 
 
 def newest_version(rows, col, requires: dict) -> str | None:
@@ -170,6 +184,8 @@ def combine(cells: list[Cell | None], n_seeds: int) -> Cell | None:
     present = [c for c in cells if c is not None]
     if not present:
         return None
+    if all(c.not_applicable for c in present):
+        return present[0]
     shown = [c for c in present if c.value is not None]
     reasons = list(dict.fromkeys(n for c in present if c.value is None for n in c.notes))
     on_board = any(c.on_board for c in present)
@@ -202,6 +218,10 @@ def aggregate(col, inputs: dict, labels: dict) -> Cell | None:
     f = AGGREGATES.load(col.kind).compute
     if all(c is None for c in inputs.values()):
         return None
+    inapplicable = [labels[p] for p, c in inputs.items() if c is not None and c.not_applicable]
+    if inapplicable:
+        return Cell(notes=[f"{col.label}: not applicable, the model cannot be evaluated on {', '.join(inapplicable)}"],
+                    not_applicable=True)
     missing = [labels[p] for p, c in inputs.items() if c is None or c.value is None]
     if missing:
         return Cell(notes=[f"{col.label} needs {', '.join(missing)} (not evaluated or not comparable)"])

@@ -8,7 +8,7 @@ import base64
 from html import escape
 
 from harness.leaderboard.build import Board
-from harness.leaderboard.render import (BLANK_LEGEND, cell_text, column_lines, data_note, has_origin, header,
+from harness.leaderboard.render import (blank_legend, cell_text, column_lines, data_note, has_origin, header,
                                        key_cells, legend)
 
 CSS = """
@@ -116,7 +116,7 @@ def section(board: Board, plots: list[tuple[str, str]]) -> str:
     parts.append(f'<p class="data">{escape(data_note(board))}</p>')
     if board.rows:
         parts.append(table(board))
-        parts.append(f'<p class="legend">{escape(legend(board) + " " + BLANK_LEGEND)}</p>')
+        parts.append(f'<p class="legend">{escape(legend(board) + " " + blank_legend(board))}</p>')
     else:
         parts.append('<p class="empty">No stored results meet this table\'s requirements yet.</p>')
     if board.footnotes:

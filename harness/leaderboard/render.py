@@ -10,6 +10,17 @@ from harness.leaderboard.cells import FIELDS, Cell
 
 BLANK_LEGEND = ("Empty cell: not evaluated. `-` with a note: results exist but do not meet the column's "
                 "requirements, or have no value; they are never mixed in.")
+NOT_APPLICABLE_LEGEND = ("`not applicable`: the model lacks what the task needs (e.g. image generation), so the run "
+                         "skipped it.")
+
+
+def blank_legend(board: Board) -> str:
+    """What blank cells mean; the "not applicable" sentence only on boards that have such a cell."""
+    inapplicable = any(c is not None and c.not_applicable for r in board.rows for c in r.cells.values())
+    return BLANK_LEGEND + (" " + NOT_APPLICABLE_LEGEND if inapplicable else "")
+
+
+NOT_APPLICABLE = "not applicable"
 
 
 def num(x: float | None, decimals: int, sign: bool = False) -> str:
@@ -24,7 +35,9 @@ def cell_text(cell: Cell | None, decimals: int, marks: bool = True) -> str:
     """'83.40 ± 0.12 (Δbase +5.20, Δsft +3.90) [2]'; '-' for a blank with a reason; '' when not evaluated."""
     if cell is None:
         return ""
-    if cell.value is None:
+    if cell.not_applicable:
+        text = NOT_APPLICABLE
+    elif cell.value is None:
         text = "-"
     else:
         text = num(cell.value, decimals)
@@ -136,7 +149,7 @@ def markdown(board: Board) -> str:
                 keys.append(f"reported [{','.join(map(str, row.note_ids))}]" if row.reported else "measured")
             vals = [cell_text(row.cells.get(c.id), c.decimals) for c in spec.visible]
             lines.append("| " + " | ".join(x.replace("|", "\\|") for x in keys + vals) + " |")
-        lines += ["", legend(board) + " " + BLANK_LEGEND, ""]
+        lines += ["", legend(board) + " " + blank_legend(board), ""]
     lines += ["Columns:", *column_lines(board), ""]
     if board.footnotes:
         lines += ["Notes:", *(f"[{i}] {t}" for i, t in enumerate(board.footnotes, 1)), ""]

@@ -56,6 +56,7 @@ class GenEval(Task):
     """
 
     name = "geneval"
+    model_kinds = ("generate",)
     data_sources = ("release", "path", "shapes")     # its default is not a hub dataset
     version = "1"
     description = "GenEval: object-focused text-to-image alignment, mean of six tag accuracies"

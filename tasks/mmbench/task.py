@@ -60,6 +60,7 @@ class MMBenchEnDev(Task):
 
     lmms = lmms_mmbench.EQUIVALENT
     name = "mmbench_en_dev"
+    model_kinds = ("understand",)
     version = "1"
     description = "MMBench-EN dev: CircularEval accuracy (lmms-lab/MMBench, config en, split dev)"
     profiles = ("official", "lmms")

@@ -50,6 +50,7 @@ class MMMUVal(Task):
 
     lmms = lmms_mmmu.EQUIVALENT
     name = "mmmu_val"
+    model_kinds = ("understand",)
     version = "1"
     description = "MMMU validation: accuracy over 30 subjects (lmms-lab/MMMU, split validation)"
     profiles = ("official", "lmms")

@@ -36,6 +36,7 @@ class NaturalBench(Task):
 
     lmms = lmms_naturalbench.EQUIVALENT
     name = "naturalbench"
+    model_kinds = ("understand",)
     version = "1"
     description = "NaturalBench: group accuracy G-Acc over 1,900 groups (BaiqiL/NaturalBench, split train)"
     profiles = ("official", "lmms")

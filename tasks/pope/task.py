@@ -70,6 +70,7 @@ class POPE(Task):
 
     lmms = lmms_pope.EQUIVALENT
     name = "pope"
+    model_kinds = ("understand",)
     version = "1"
     description = "POPE: mean F1 over adversarial/popular/random (lmms-lab/POPE, split test)"
     profiles = ("official", "lmms")

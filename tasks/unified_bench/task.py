@@ -46,6 +46,7 @@ class UnifiedBench(Task):
     """
 
     name = "unified_bench"
+    model_kinds = ("understand", "generate")
     data_sources = ("release", "path", "shapes")     # its default is not a hub dataset
     version = "1"
     description = "UnifiedBench Protocol-1: caption -> regenerate -> similarity (CLIP, SigLIP, DINOv2, DreamSim)"

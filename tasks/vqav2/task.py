@@ -52,6 +52,7 @@ class VQAv2Val(Task):
 
     lmms = lmms_vqav2.EQUIVALENT
     name = "vqav2_val"
+    model_kinds = ("understand",)
     version = "1"
     description = "VQAv2 validation: VQA accuracy (lmms-lab/VQAv2, split validation)"
     profiles = ("official", "lmms")

@@ -57,6 +57,7 @@ class WISE(Task):
     """
 
     name = "wise"
+    model_kinds = ("generate",)
     version = "1"
     description = "WISE: world-knowledge text-to-image, WiScore with category weights (legacy GPT-4o judge)"
     profiles = ("legacy", "verified", "lmms")
