@@ -211,6 +211,8 @@ def test_a_run_that_needs_the_missing_half_stops_with_one_line(tmp_path, folder)
     assert out.returncode == 2, out.stderr[-2000:]
     err = out.stderr.strip().splitlines()
     assert len(err) == 1 and "no generation weights" in err[0] and "--model emu3" in err[0]
+    assert err[0].startswith("error: --tasks geneval: needs image generation")      # refused before any work
+    assert not list((tmp_path / "o").glob("**/manifest.json"))
 
 
 def _checkpoint(tmp_path, base, base_model):

@@ -212,7 +212,7 @@ class CompositeAdapter(TransformersAdapter):
 
             diffusers_logging.disable_progress_bar()
             try:
-                pipe = AutoPipelineForText2Image.from_pretrained(source.path, torch_dtype=self._dtype(),
+                pipe = AutoPipelineForText2Image.from_pretrained(source.path, dtype=self._dtype(),
                                                                  use_safetensors=True)
             except Exception as e:
                 raise loading_failed(self.spec, source.path, e) from None
