@@ -90,7 +90,8 @@ def test_hub_ids_are_read_from_the_local_cache_and_dispatched_by_what_they_hold(
     assert gen.kinds == ("generate",) and gen.halves["generate"].identity() == {"hub": "acme/tiny-t2i",
                                                                                  "commit": COMMIT}
     both = resolve_model("acme/tiny-vlm+acme/tiny-t2i")
-    assert both.kinds == ("understand", "generate") and both.label == "tiny-vlm+tiny-t2i"
+    assert both.kinds == ("understand", "generate") and both.label == "acme/tiny-vlm+acme/tiny-t2i"
+    assert model_slug(both) == "acme__tiny-vlm__acme__tiny-t2i"
 
 
 def test_understand_batches_greedy_answers_that_do_not_depend_on_their_neighbours(pair):

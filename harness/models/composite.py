@@ -127,8 +127,9 @@ class CompositeAdapter(TransformersAdapter):
 
     @property
     def label(self) -> str:
-        """The pair's name for results folders and leaderboard rows: each half's last path part, joined by '+'."""
-        return "+".join(Path(s.hub_id or s.spec).name for s in self.halves.values())
+        """The pair's name for results folders and leaderboard rows: each half's hub id (a local folder: its name),
+        joined by '+'."""
+        return "+".join(s.hub_id or Path(s.spec).expanduser().resolve().name for s in self.halves.values())
 
     def capability_hint(self, kinds: tuple[str, ...]) -> str:
         missing = "generate" if "generate" in kinds else "understand"
