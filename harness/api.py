@@ -6,11 +6,10 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from harness import aggregates, determinism
+from harness import aggregates, capabilities, determinism
 from harness import distributed, registry
 from harness.artifacts import ArtifactStore
 from harness.cache import NullCache, ResponseCache
-from harness.capabilities import split_tasks
 from harness.errors import HarnessError
 from harness.executor import Executor, RunnerPool, TaskRun
 from harness.health import Health, headline_problems
@@ -52,26 +51,32 @@ class RunResult:
     manifest: Manifest
     derived: dict = field(default_factory=dict)   # cross-task metrics, e.g. the Consistency Score
     failures: list[str] = field(default_factory=list)   # tasks whose headline could not be computed (run failed)
+    skipped: dict = field(default_factory=dict)   # tasks a suite selected that the model cannot serve -> why
     notes: list[str] = field(default_factory=list)      # the same under --limit, where a task may refuse it
     timings: dict = field(default_factory=dict)   # seconds per executor phase (harness.executor.Executor.timings)
-    skipped: dict = field(default_factory=dict)   # suite tasks the model cannot serve -> why (harness/capabilities.py)
 
 
 def expand_tasks(names: list[str]) -> list[str]:
     """Task and suite names -> task names (suites expanded, duplicates dropped, order kept)."""
-    out: list[str] = []
+    return list(named_or_suite(names))
+
+
+def named_or_suite(names: list[str]) -> dict[str, bool]:
+    """Task and suite names -> {task name: whether it was named itself rather than only through a suite}."""
+    out: dict[str, bool] = {}
     for name in names:
         name = name.strip()
         if not name:
             continue
         if name in registry.SUITES:
-            out.extend(registry.SUITES.load(name))
+            for task in registry.SUITES.load(name):
+                out.setdefault(task, False)
         elif name in registry.TASKS:
-            out.append(name)
+            out[name] = True
         else:
             raise HarnessError(registry.unknown_name_message("task", name, [*registry.TASKS.names(),
                                                                            *registry.SUITES.names()]))
-    return list(dict.fromkeys(out))
+    return out
 
 
 def profile_for(task_cls, profile: str | None) -> str | None:
@@ -84,20 +89,32 @@ def profile_for(task_cls, profile: str | None) -> str | None:
 
 
 def build_tasks(names: list[str], config: RunConfig) -> list[Task]:
+    return plan_tasks(names, config)[0]
+
+
+def plan_tasks(names: list[str], config: RunConfig, model: Runner | None = None) -> tuple[list[Task], dict]:
+    """(the selected tasks `model` can serve, {task a suite selected that it cannot serve: why}); a task named
+    directly that it cannot serve is refused (harness/capabilities.py). Skipped tasks are never constructed, so
+    their data and options are never looked at."""
     if not names:
-        return []
+        return [], {}
     tasks = []
-    selected = expand_tasks(names)
+    chosen = named_or_suite(names)
+    selected = list(chosen)
     stray = [t for t in config.task_args if t not in selected]
     if stray:
         raise HarnessError(f"--task-args names task {stray[0]!r}, which is not selected ({', '.join(selected)})")
-    for name in selected:
-        cls = registry.TASKS.load(name)
+    classes = [registry.TASKS.load(name) for name in selected]
+    skipped: dict = {}
+    if model is not None:
+        classes, skipped = capabilities.split(model, classes, {n for n, named in chosen.items() if named})
+    for cls in classes:
+        name = cls.name
         tasks.append(cls(data=config.data, profile=profile_for(cls, config.profile), limit=config.limit,
                          **config.task_args.get(name, {})))
     if config.profile and "=" not in config.profile and not any(t.profile == config.profile for t in tasks):
         raise HarnessError(f"--profile {config.profile}: none of the selected tasks offers it")
-    return tasks
+    return tasks, skipped
 
 
 def _samples(tr: TaskRun) -> list[dict]:
@@ -186,17 +203,17 @@ def evaluate(model, tasks, config: RunConfig | None = None) -> RunResult:
 
     config = config or RunConfig()
     check_config(config)
+    runner: UnifiedModel = model if isinstance(model, Runner) else resolve_model(model)
     task_objs = [t for t in tasks if isinstance(t, Task)]
+    if task_objs:                 # tasks handed over as objects count as named: refused when the model lacks a kind
+        capabilities.split(runner, task_objs, {t.name for t in task_objs})
     names = [t for t in tasks if not isinstance(t, Task)]
-    # a task asked for by name must run; one a suite brought in is skipped when the model cannot serve it
-    named = {t.name for t in task_objs} | {n.strip() for n in names if n.strip() in registry.TASKS}
-    task_objs += build_tasks(names, config)
+    built, skipped = plan_tasks(names, config, runner)
+    task_objs += built
     if not task_objs:
         raise HarnessError("no tasks selected; pass --tasks (see `python -m harness tasks`)")
     if len({t.name for t in task_objs}) != len(task_objs):
         raise HarnessError("the same task was selected twice")
-    runner: UnifiedModel = model if isinstance(model, Runner) else resolve_model(model)
-    task_objs, skipped = split_tasks(runner, task_objs, named)       # before any data or weights are loaded
     restore = determinism.apply(config.threads)      # before the fingerprint: CPU adapters record the count
     try:
         output = Path(config.output)
@@ -213,7 +230,7 @@ def evaluate(model, tasks, config: RunConfig | None = None) -> RunResult:
 
 
 def _run(runner: UnifiedModel, task_objs: list[Task], config: RunConfig, output: Path, cache,
-         skipped: dict[str, str]) -> RunResult:
+         skipped: dict | None = None) -> RunResult:
     from harness.models import model_slug
     from harness.scorers import make_scorer
 
@@ -232,14 +249,16 @@ def _run(runner: UnifiedModel, task_objs: list[Task], config: RunConfig, output:
         config={k: v for k, v in asdict(config).items() if k not in ("cli", "output", "progress", "rank",
                                                                       "repair_cache")},
         data={t.name: t.dataset_info.to_dict() for t in task_objs}, cli=cli, env=environment(),
-        world_size=config.world_size, tags=config.tags, skipped=dict(skipped))
+        world_size=config.world_size, tags=config.tags, skipped=dict(skipped or {}) or None)
     if store.manifest_path.exists():     # a resumed or rescored run: keep its history and its other tasks
         previous = read_manifest(store.manifest_path)
         manifest.started = previous.started or manifest.started
         manifest.tasks = list(dict.fromkeys([*previous.tasks, *manifest.tasks]))
+        kept = {t: why for t, why in {**(previous.skipped or {}), **(skipped or {})}.items()
+                if t not in manifest.tasks}
+        manifest.skipped = kept or None
         manifest.data = {**previous.data, **manifest.data}
         manifest.invocations = previous.invocations
-        manifest.skipped = {t: why for t, why in {**previous.skipped, **skipped}.items() if t not in manifest.tasks}
     manifest.invocations.append({"cli": cli, "started": now()})
     dist = distributed.Dist(config.rank, config.world_size)
     distributed.barrier(dist)            # every rank has checked its cache shards before any reads another's
@@ -292,4 +311,5 @@ def _run(runner: UnifiedModel, task_objs: list[Task], config: RunConfig, output:
         manifest.invocations[-1].update(status=manifest.status, finished=manifest.finished)
         if config.rank == 0:
             store.write_manifest(manifest)
-    return RunResult(store.dir, results, manifest, derived, failures, notes, dict(executor.timings), skipped)
+    return RunResult(store.dir, results, manifest, derived, failures, notes=notes, skipped=dict(skipped or {}),
+                     timings=dict(executor.timings))

@@ -64,11 +64,9 @@ def cmd_run(args, argv) -> int:
                        threads=args.threads, max_failure_rate=args.max_failure_rate, repair_cache=args.repair_cache)
     result = evaluate(model, args.tasks.split(","), config)
     if dist.main:
-        from harness.report import derived_lines, skipped_lines
+        from harness.report import derived_lines
 
-        print(table(result.results))
-        if result.skipped:
-            print("\n" + skipped_lines(result.skipped))
+        print(table(result.results, skipped=result.skipped))
         if result.derived:
             print("\n" + derived_lines(result.derived))
         print(f"\nresults: {result.run_dir}")
@@ -171,20 +169,18 @@ def _print_rows(header, rows) -> None:
 
 
 def cmd_show(args, argv) -> int:
-    from harness.report import derived_lines, skipped_lines, table
+    from harness.report import derived_lines, table
     from harness.results import load_run, read_derived
 
     manifest, results = load_run(args.run_dir)
     print(f"run {manifest.run_id}  model {manifest.model.get('spec')}  status {manifest.status}")
     missing = [t for t in manifest.tasks if t not in results]
-    print(table(results, full=args.all))
+    print(table(results, full=args.all, skipped=manifest.skipped))
     derived = read_derived(args.run_dir)
     if derived:
         print("\n" + derived_lines(derived))
     if missing:
         print(f"\nnot finished: {', '.join(missing)}")
-    if manifest.skipped:
-        print("\n" + skipped_lines(manifest.skipped))
     return 0
 
 

@@ -43,10 +43,15 @@ def results_rows(results: dict, full: bool = True) -> list[list[str]]:
     return rows
 
 
-def table(results: dict[str, dict], full: bool = False) -> str:
-    """One row per task (its headline metric), or every metric with full=True."""
+def table(results: dict[str, dict], full: bool = False, skipped: dict | None = None) -> str:
+    """One row per task (its headline metric), or every metric with full=True; then one row per task skipped because
+    the model lacks what it needs (`skipped`: {task: why}), with the reason under the table."""
     header = ["task", "metric", "value", "stderr", "n", "data", "profile", "failed"]
-    lines = _grid([header] + results_rows(results, full))
+    skipped = skipped or {}
+    lines = _grid([header] + results_rows(results, full)
+                  + [[task, "skipped", "n/a", "-", "-", "", "", ""] for task in skipped])
+    for task, why in skipped.items():
+        lines.append(f"skipped {task}: {why}")
     notes = ["* headline metric", "fractions are shown x100"]
     if not full:
         notes.append("every metric: python -m harness show RUN_DIR --all")
@@ -88,8 +93,3 @@ def derived_lines(derived: dict) -> str:
         note = f"  ({d['note']})" if d.get("note") else ""
         lines.append(f"{name} = {value}  from {', '.join(d['inputs'])}{note}")
     return "\n".join(lines)
-
-
-def skipped_lines(skipped: dict[str, str]) -> str:
-    """The tasks a suite selected that the model cannot serve, one per line with the reason."""
-    return "not applicable to this model (skipped):\n" + "\n".join(f"  {t}: {why}" for t, why in skipped.items())

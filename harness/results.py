@@ -167,7 +167,8 @@ class Manifest:
     imported: dict | None = None
     determinism: dict | None = None     # thread count and kernel settings the run used (harness/determinism.py)
     failure: dict | None = None         # why a run is `failed`: {"reason": one line, "tasks": [...] when a task's}
-    skipped: dict = field(default_factory=dict)   # tasks a suite selected that the model cannot serve -> why
+    #: tasks a suite selected that the model cannot serve (it lacks a capability) -> why; not in `tasks`
+    skipped: dict | None = None
     schema_version: int = SCHEMA_VERSION
     extra: dict = field(default_factory=dict)
 
@@ -188,11 +189,9 @@ class Manifest:
     def to_dict(self) -> dict:
         out = {k: getattr(self, k) for k in ("run_id", "status", "started", "finished", "model", "tasks", "config",
                                              "data", "cli", "env", "world_size", "tags", "invocations")}
-        for name in ("producer", "lmms_eval", "imported", "determinism", "failure"):
+        for name in ("producer", "lmms_eval", "imported", "determinism", "failure", "skipped"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
-        if self.skipped:
-            out["skipped"] = self.skipped
         return {**out, **self.extra, "schema_version": self.schema_version}
 
     @classmethod
@@ -212,7 +211,7 @@ class Manifest:
         _need(known.get("cli") is None or isinstance(known["cli"], list), where, "field 'cli' must be a list")
         known["model"] = known.get("model") or {}
         _need(isinstance(known["model"], dict), where, "field 'model' must be an object")
-        for name in ("config", "data", "env", "tags", "skipped"):
+        for name in ("config", "data", "env", "tags"):
             known[name] = known.get(name) or {}
             _need(isinstance(known[name], dict), where, f"field {name!r} must be an object")
         known["invocations"] = known.get("invocations") or []
@@ -220,6 +219,9 @@ class Manifest:
               where, "field 'invocations' must be a list of objects")
         for name in ("determinism", "failure"):
             _need(known.get(name) is None or isinstance(known[name], dict), where, f"field {name!r} must be an object")
+        skipped = known.get("skipped")
+        _need(skipped is None or (isinstance(skipped, dict) and all(isinstance(v, str) for v in skipped.values())),
+              where, "field 'skipped' must be an object of task name -> reason")
         known["schema_version"] = SCHEMA_VERSION
         return cls(**known, extra=extra)
 

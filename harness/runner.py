@@ -47,6 +47,11 @@ class UnifiedModel(Runner):
 
     kinds = ("understand", "generate")
 
+    def capability_hint(self, kinds: tuple[str, ...]) -> str:
+        """What to run instead when a task needs `kinds` this model lacks (ends the one-line refusal); a model
+        with only some of the kinds (`kinds` narrowed per instance) says which model or option adds them."""
+        return ""
+
     def understand(self, requests: list[Request]) -> list[Response]:
         raise NotImplementedError
 

@@ -79,6 +79,11 @@ class Task:
     name: ClassVar[str] = ""
     version: ClassVar[str] = "1"
     description: ClassVar[str] = ""
+    #: the model capabilities (request kinds, as in Runner.kinds) its stages ask the model for; a model lacking one
+    #: cannot serve the task: refused when the task is named, skipped when a suite selected it
+    #: (harness/capabilities.py). Undeclared, a task is taken to need both. A stage that sends the model a kind not
+    #: declared here stops the run (the executor checks each model request).
+    model_kinds: ClassVar[tuple[str, ...]] = ("understand", "generate")
     #: which `--data` forms the task accepts besides its default data: "hub" (its default is a hub dataset, and
     #: `hub:ORG/NAME[@REV]` reads another copy), "release" (its default is the benchmark's own published files, not
     #: a hub dataset, so `hub:` copies are refused), "path", "shapes"
@@ -92,11 +97,6 @@ class Task:
     #: each option's type, checked before any work (harness/options.py: "bool", "int", "number", "str", "size",
     #: a trailing "?" for null, or a tuple of allowed values); every option in options_help declares one
     option_types: ClassVar[dict[str, Any]] = {}
-    #: what the task asks of the model under evaluation: "understand" (images + text -> text), "generate" (text ->
-    #: image) or both. A model lacking one (an understanding-only or generation-only model) is refused the task
-    #: before any work, or skips it when a suite selected it (harness/capabilities.py); the executor stops a task
-    #: that sends the model a kind it did not declare. None: undeclared, checked only as requests are sent.
-    model_kinds: ClassVar[tuple[str, ...] | None] = None
     #: how lmms-eval names and scores this benchmark (harness.integrations.equivalence.LmmsEquivalent), if it does
     lmms: ClassVar[Any] = None
     #: set by `score` (harness/score_mode.py): the model's answers are stored ones, so documents need no pixels

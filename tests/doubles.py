@@ -15,7 +15,7 @@ from PIL import Image as PILImage
 from harness.data import content_sha256, load_rows
 from harness.errors import DataError
 from harness.metrics import mean
-from harness.registry import MODELS, SCORERS, SUITES, TASKS
+from harness.registry import MODELS, SCORERS, TASKS
 from harness.runner import Scorer, UnifiedModel
 from harness.task import DatasetInfo, Stage, Task, generate, score, understand
 from harness.types import Response
@@ -98,7 +98,6 @@ def _sum_docs(n: int) -> list[dict]:
 @TASKS.register("double_sum", "test double: the model adds two numbers (one stage)")
 class DoubleSum(Task):
     name = "double_sum"
-    model_kinds = ("understand",)
     data_sources = ("hub", "path")
     profiles = ("official", "strict")
     n_docs = 24
@@ -129,7 +128,6 @@ class DoubleSum(Task):
 @TASKS.register("double_roundtrip", "test double: describe -> regenerate -> compare (three stages)")
 class DoubleRoundTrip(Task):
     name = "double_roundtrip"
-    model_kinds = ("understand", "generate")
     data_sources = ("hub",)
     n_docs = 30
 
@@ -156,50 +154,6 @@ class DoubleRoundTrip(Task):
 
     def aggregate(self, records):
         return {"similarity": mean([r["similarity"] for r in records])}
-
-
-@TASKS.register("double_draw", "test double: the model draws the colour the prompt names (one stage)")
-class DoubleDraw(Task):
-    name = "double_draw"
-    model_kinds = ("generate",)
-    data_sources = ("hub",)
-    n_docs = 6
-
-    def load(self):
-        docs = [{"doc_id": f"d{i}", "rgb": [(40 * i) % 256, 100, 200]} for i in range(self.n_docs)]
-        return docs, DatasetInfo("inline", "double_draw", sha256=content_sha256(docs))
-
-    def stages(self):
-        return [Stage("draw", lambda doc, out: [generate("colour %d %d %d" % tuple(doc["rgb"]))])]
-
-    def process(self, doc, outputs):
-        resp = outputs["draw"][0]
-        return {"correct": float(resp.ok and 100 <= resp.images[0].pil().getpixel((0, 0))[1] <= 102)}   # seed jitter
-
-    def aggregate(self, records):
-        return {"accuracy": mean([r["correct"] for r in records])}
-
-
-SUITES.put("double_suite", ("double_sum", "double_roundtrip", "double_draw"),
-           "test double: one understanding, one round-trip and one generation task", origin="include")
-
-
-@MODELS.register("double-understander", "test double: the fake model with understanding only")
-class DoubleUnderstander(DoubleModel):
-    name = "double-understander"
-    kinds = ("understand",)
-
-    def __init__(self, spec="double-understander", **kw):
-        super().__init__(spec, **kw)
-
-
-@MODELS.register("double-drawer", "test double: the fake model with image generation only")
-class DoubleDrawer(DoubleModel):
-    name = "double-drawer"
-    kinds = ("generate",)
-
-    def __init__(self, spec="double-drawer", **kw):
-        super().__init__(spec, **kw)
 
 
 def read_log(path: Path) -> list[dict]:

@@ -42,7 +42,7 @@ def _imports() -> dict[str, set[str]]:
 
 
 #: modules reached only through an optional extra (imported lazily, where that feature is used)
-OPTIONAL = {"open_clip": "scorers", "dreamsim": "scorers", "lmms_eval": "lmms", "loguru": "lmms"}
+OPTIONAL = {"open_clip": "scorers", "dreamsim": "scorers", "diffusers": "scorers", "lmms_eval": "lmms", "loguru": "lmms"}
 
 
 def test_every_imported_distribution_is_declared():

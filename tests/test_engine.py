@@ -125,3 +125,14 @@ def test_request_replace_keeps_the_dataclass_contract():
         stamped.seed = 6
     with pytest.raises(TypeError, match="no field 'sead'"):
         r.replace(sead=5)
+
+
+def test_a_task_that_sends_an_undeclared_kind_is_stopped(tmp_path, doubles):
+    from harness.errors import HarnessError
+
+    class Misdeclared(doubles.DoubleRoundTrip):
+        model_kinds = ("understand",)             # but its second stage generates
+
+    with pytest.raises(HarnessError, match=r"task double_roundtrip sent the model a 'generate' request but "
+                                           r"declares model_kinds = \('understand',\)"):
+        evaluate(doubles.DoubleModel(), [Misdeclared()], RunConfig(output=tmp_path / "r", progress=False))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness.leaderboard import build_all, build_boards
-from harness.leaderboard.render import markdown
+from harness.leaderboard.render import markdown, to_json
 
 #: task -> (headline metric, display_scale): unified_bench is stored on its own 0-100 scale
 TASKS = {"vqav2_val": ("accuracy", 100.0), "mmmu_val": ("accuracy", 100.0), "pope": ("f1", 100.0),
@@ -338,3 +338,32 @@ def test_spec_errors_name_the_file_and_key(tmp_path, text, error):
     (tmp_path / "a.yaml").write_text(text + "\n")
     with pytest.raises(HarnessError, match=error):
         load_specs(tmp_path)
+
+
+def test_tasks_a_model_cannot_serve_read_not_applicable(tmp_path):
+    """An understanding-only model's run skipped the generation tasks: those cells (and the aggregates built on
+    them) say "not applicable", never a number and never a blank that looks like a missing run."""
+    root = tmp_path / "results"
+    und = {t: JANUS[t] for t in ("vqav2_val", "mmmu_val", "mmbench_en_dev", "pope")}
+    run = write_run(root, "qwen-vl", "run-1", und, finished=100)
+    manifest = json.loads((run / "manifest.json").read_text())
+    why = "needs image generation, which the model lacks (it only does understanding)"
+    manifest["skipped"] = {"geneval": why, "wise": why, "unified_bench": why}
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    write_run(root, "janus-pro-7b", "run-1", JANUS, finished=200)
+
+    gen = board(root, "generation")
+    qwen = cells(gen, "qwen-vl")
+    assert qwen["geneval"].not_applicable and qwen["geneval"].value is None
+    text = markdown(gen)
+    row = next(line for line in text.splitlines() if line.startswith("| qwen-vl |"))
+    assert "not applicable" in row and not any(ch.isdigit() for ch in row.split("|")[2].split("[")[0])
+    assert "the model lacks what the task needs" in text
+    cons = cells(board(root, "consistency"), "qwen-vl")
+    assert cons["unified_bench"].not_applicable and cons["wise"].not_applicable
+    assert cons["consistency"].not_applicable and cons["consistency"].value is None
+    assert cons["overall"].value == pytest.approx(cells(board(root, "understanding"), "qwen-vl")["overall"].value)
+    # a model that did run the task keeps its number; one that never ran it keeps an empty cell
+    assert cells(gen, "janus-pro-7b")["geneval"].value == pytest.approx(80.0)
+    assert not cells(gen, "janus-pro-7b")["geneval"].not_applicable
+    assert json.loads(to_json(gen))["rows"][1]["cells"]["geneval"]["not_applicable"] is True

@@ -1,7 +1,8 @@
 """Cells: one number per (row, column), only from results that match the column's requirements.
 
 A result whose data source, scoring profile, task version, judge or backbone set differs from what the column asks
-for never reaches a cell: the cell stays blank and says why. Values are kept in display units (fractions x100;
+for never reaches a cell: the cell stays blank and says why. A task the run skipped because the model lacks what it
+needs (an understanding-only model on GenEval) is "not applicable": neither a number nor a failure. Values are kept in display units (fractions x100;
 metrics already on a 0-100 scale as stored), which is also the unit the aggregate formulas take.
 """
 from __future__ import annotations
@@ -45,8 +46,7 @@ class Cell:
     #: some result behind this cell is on the board's data (e.g. hub, not the world), matching or not: such rows
     #: stay on the board with their dashes; rows with none (a world-only model on a real board) are left out
     on_board: bool = False
-    #: the row's model cannot serve the column's task (an understanding-only model on GenEval): never a number
-    #: or a failure
+    #: the model cannot do what the column's task needs (the run skipped it): shown as "not applicable"
     not_applicable: bool = False
 
     def to_json(self) -> dict:
@@ -147,12 +147,18 @@ def from_results(res, col, run_path: str) -> Cell:
 
 def pick(runs, col, requires: dict, newest: str | None) -> Cell | None:
     """The newest run's result for the column's task that matches; a blank cell saying why when results exist but
-    none match; None when the task was never evaluated for this row."""
-    reason, on_board, skipped = None, False, None
+    none match; a "not applicable" cell when a run skipped the task because the model lacks what it needs; None
+    when the task was never evaluated for this row."""
+    reason, on_board, skipped, skipped_here = None, False, None, False
     for run in runs:
         res = run.results.get(col.task)
         if res is None:
-            skipped = skipped or run.manifest.skipped.get(col.task)
+            why = (run.manifest.skipped or {}).get(col.task)
+            if why and skipped is None:
+                skipped = f"{col.label}: not applicable, {col.task} {why}"
+                # the row belongs on this board when the run evaluated something on the board's data
+                skipped_here = "source" not in requires or any(
+                    mismatch(r, "source", requires["source"]) is None for r in run.results.values())
             continue
         why = check(res, requires, newest)
         if why is None:
@@ -161,11 +167,7 @@ def pick(runs, col, requires: dict, newest: str | None) -> Cell | None:
         on_board = on_board or "source" not in requires or mismatch(res, "source", requires["source"]) is None
     if reason:
         return Cell(notes=[reason], on_board=on_board)
-    return not_applicable(f"{col.label}: not applicable to this model ({skipped})") if skipped else None
-
-
-def not_applicable(note: str) -> Cell:
-    return Cell(notes=[note], not_applicable=True)
+    return Cell(notes=[skipped], not_applicable=True, on_board=skipped_here) if skipped else None
 
 
 def newest_version(rows, col, requires: dict) -> str | None:
@@ -184,7 +186,6 @@ def combine(cells: list[Cell | None], n_seeds: int) -> Cell | None:
         return None
     if all(c.not_applicable for c in present):
         return present[0]
-    present = [c for c in present if not c.not_applicable]
     shown = [c for c in present if c.value is not None]
     reasons = list(dict.fromkeys(n for c in present if c.value is None for n in c.notes))
     on_board = any(c.on_board for c in present)
@@ -217,9 +218,10 @@ def aggregate(col, inputs: dict, labels: dict) -> Cell | None:
     f = AGGREGATES.load(col.kind).compute
     if all(c is None for c in inputs.values()):
         return None
-    lacking = [labels[p] for p, c in inputs.items() if c is not None and c.not_applicable]
-    if lacking:
-        return not_applicable(f"{col.label}: not applicable to this model ({', '.join(lacking)} not applicable)")
+    inapplicable = [labels[p] for p, c in inputs.items() if c is not None and c.not_applicable]
+    if inapplicable:
+        return Cell(notes=[f"{col.label}: not applicable, the model cannot be evaluated on {', '.join(inapplicable)}"],
+                    not_applicable=True)
     missing = [labels[p] for p, c in inputs.items() if c is None or c.value is None]
     if missing:
         return Cell(notes=[f"{col.label} needs {', '.join(missing)} (not evaluated or not comparable)"])

@@ -10,15 +10,17 @@ from harness.leaderboard.cells import FIELDS, Cell
 
 BLANK_LEGEND = ("Empty cell: not evaluated. `-` with a note: results exist but do not meet the column's "
                 "requirements, or have no value; they are never mixed in.")
-NOT_APPLICABLE = "not applicable"
-NOT_APPLICABLE_LEGEND = ("\"not applicable\": the model cannot serve the task (an understanding-only model on a "
-                         "generation task, or the reverse).")
+NOT_APPLICABLE_LEGEND = ("`not applicable`: the model lacks what the task needs (e.g. image generation), so the run "
+                         "skipped it.")
 
 
 def blank_legend(board: Board) -> str:
-    """The legend of blank cells; the "not applicable" sentence only on boards that show one."""
-    shown = any(c is not None and c.not_applicable for row in board.rows for c in row.cells.values())
-    return BLANK_LEGEND + (" " + NOT_APPLICABLE_LEGEND if shown else "")
+    """What blank cells mean; the "not applicable" sentence only on boards that have such a cell."""
+    inapplicable = any(c is not None and c.not_applicable for r in board.rows for c in r.cells.values())
+    return BLANK_LEGEND + (" " + NOT_APPLICABLE_LEGEND if inapplicable else "")
+
+
+NOT_APPLICABLE = "not applicable"
 
 
 def num(x: float | None, decimals: int, sign: bool = False) -> str:
@@ -30,12 +32,13 @@ def num(x: float | None, decimals: int, sign: bool = False) -> str:
 
 
 def cell_text(cell: Cell | None, decimals: int, marks: bool = True) -> str:
-    """'83.40 ± 0.12 (Δbase +5.20, Δsft +3.90) [2]'; '-' for a blank with a reason; 'not applicable' when the
-    model cannot serve the task; '' when not evaluated."""
+    """'83.40 ± 0.12 (Δbase +5.20, Δsft +3.90) [2]'; '-' for a blank with a reason; '' when not evaluated."""
     if cell is None:
         return ""
-    if cell.value is None:
-        text = NOT_APPLICABLE if cell.not_applicable else "-"
+    if cell.not_applicable:
+        text = NOT_APPLICABLE
+    elif cell.value is None:
+        text = "-"
     else:
         text = num(cell.value, decimals)
         pm = cell.spread if cell.spread is not None else cell.stderr

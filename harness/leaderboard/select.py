@@ -31,7 +31,7 @@ class Run:
     @property
     def model_label(self) -> str:
         model = self.manifest.model
-        return str(model.get("spec") or model.get("name") or self.path.split("/")[0])
+        return str(model.get("label") or model.get("spec") or model.get("name") or self.path.split("/")[0])
 
 
 @dataclass

@@ -1,7 +1,10 @@
 """Model adapters and `--model` resolution.
 
 `--model` accepts a registered name, a checkpoint folder written by the trainer (with `harness.json`), a local
-Hugging Face folder (with `config.json`), or a Hugging Face hub id.
+Hugging Face folder (with `config.json`: Janus, Emu3, or any other image-text-to-text model, which becomes an
+understanding-only composite model), a diffusers pipeline folder (with `model_index.json`: a generation-only
+composite model), a Hugging Face hub id (dispatched the same way from its cached snapshot), or a composite pair
+`UND+GEN`.
 """
 from __future__ import annotations
 
@@ -33,6 +36,14 @@ MODELS.add("emu3", "harness.models.emu3:Emu3Adapter",
            "for other copies)")
 MODELS.add("emu3-chat", "harness.models.emu3:Emu3Adapter", "BAAI/Emu3-Chat-hf alone (understanding only)")
 MODELS.add("emu3-gen", "harness.models.emu3:Emu3Adapter", "BAAI/Emu3-Gen-hf alone (image generation only)")
+MODELS.add("composite", "harness.models.composite:CompositeAdapter",
+           "an image-text-to-text model + a diffusers text-to-image pipeline: --model-args "
+           "'{\"understand\": ..., \"generate\": ...}' (short form --model UND+GEN)")
+MODELS.add("vlm", "harness.models.composite:CompositeAdapter",
+           "any transformers image-text-to-text model, understanding only: --model-args '{\"understand\": ...}'")
+MODELS.add("t2i", "harness.models.composite:CompositeAdapter",
+           "any diffusers text-to-image pipeline, generation only: --model-args '{\"generate\": ...}'")
+COMPOSITE = "composite"
 
 
 def _instantiate(factory, spec: str, args: dict) -> UnifiedModel:
@@ -50,6 +61,11 @@ def resolve_model(spec: str | None = None, args: dict | None = None) -> UnifiedM
     if spec in MODELS:
         return _instantiate(MODELS.load(spec), spec, args)
     path = Path(spec).expanduser()
+    if not path.exists() and "+" in spec:
+        from harness.models.composite import is_pair_spec
+
+        if is_pair_spec(spec):
+            return _instantiate(MODELS.load(COMPOSITE), spec, args)
     if path.exists():
         if not path.is_dir():
             raise HarnessError(f"--model {spec}: a file, not a model folder; give a folder with harness.json "
@@ -62,36 +78,61 @@ def resolve_model(spec: str | None = None, args: dict | None = None) -> UnifiedM
                 raise HarnessError(f"{path / 'harness.json'}: unreadable or missing the 'adapter' field ({e})") \
                     from None
             return _instantiate(MODELS.load(adapter), str(path), args)
+        if (path / "model_index.json").exists():          # a diffusers pipeline: generation only
+            return _instantiate(MODELS.load(COMPOSITE), str(path), args)
         if (path / "config.json").exists():
             model_type = json.loads((path / "config.json").read_text()).get("model_type")
-            adapter = ADAPTER_FOR_MODEL_TYPE.get(model_type)
-            if adapter is None:
-                raise HarnessError(f"--model {spec}: model_type {model_type!r} has no adapter "
-                                   f"(supported: {', '.join(ADAPTER_FOR_MODEL_TYPE)})")
+            adapter = ADAPTER_FOR_MODEL_TYPE.get(model_type) or _understanding_only(spec, model_type)
             return _instantiate(MODELS.load(adapter), str(path), args)
-        raise HarnessError(f"--model {spec}: folder has no loadable weights (expected harness.json, or "
-                           "config.json with *.safetensors)")
+        raise HarnessError(f"--model {spec}: folder has no loadable weights (expected harness.json, "
+                           "config.json with *.safetensors, or a diffusers pipeline's model_index.json)")
     if HUB_ID.match(spec) and not spec.startswith((".", "/")):
         return _instantiate(MODELS.load(_hub_adapter(spec, args.get("revision"))), spec, args)
     raise HarnessError(unknown_name_message("model", spec, MODELS.names()))
 
 
+def image_text_to_text_types() -> set[str]:
+    """The model_types transformers' AutoModelForImageTextToText loads (its name table only; no model code is
+    imported)."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+    return set(MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES)
+
+
+def _understanding_only(spec: str, model_type) -> str:
+    """The composite adapter for a folder of any other image-text-to-text model (understanding only)."""
+    if model_type in image_text_to_text_types():
+        return COMPOSITE
+    raise HarnessError(f"--model {spec}: model_type {model_type!r} has no adapter (supported: "
+                       f"{', '.join(ADAPTER_FOR_MODEL_TYPE)}, any image-text-to-text model transformers loads, e.g. "
+                       "qwen2_5_vl, and diffusers text-to-image pipelines)")
+
+
 def _hub_adapter(hub_id: str, revision: str | None) -> str:
-    """The adapter for a hub id: from the model_type of its cached snapshot (Janus when it is not cached: the
-    adapter then says which files to fetch)."""
+    """The adapter for a hub id: from its cached snapshot (a diffusers model_index.json: generation only; else the
+    config's model_type); Janus when it is not cached: the adapter then says which files to fetch."""
     from harness.hub import cached_commit, snapshot_dir
 
     snap = snapshot_dir(hub_id, cached_commit(hub_id, revision))
+    if snap is not None and (snap / "model_index.json").is_file():
+        return COMPOSITE
     config = snap / "config.json" if snap is not None else None
     if config is not None and config.is_file():
         try:
-            return ADAPTER_FOR_MODEL_TYPE.get(json.loads(config.read_text()).get("model_type"), "janus")
+            model_type = json.loads(config.read_text()).get("model_type")
         except json.JSONDecodeError:
-            pass
+            return "janus"
+        if model_type in ADAPTER_FOR_MODEL_TYPE:
+            return ADAPTER_FOR_MODEL_TYPE[model_type]
+        return COMPOSITE if model_type in image_text_to_text_types() else "janus"
     return "janus"
 
 
 def model_slug(model: UnifiedModel) -> str:
+    """The results folder of a model: its label when it has one (a composite pair names both halves), else its
+    --model spelling (a folder by its name)."""
+    if getattr(model, "label", None):
+        return slug(str(model.label))
     spec = str(getattr(model, "spec", model.name))
     path = Path(spec)
     if path.exists():

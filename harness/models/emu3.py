@@ -10,7 +10,8 @@ draws), so one adapter holds up to two halves:
                          given directly are the halves they are
     a trainer checkpoint its LoRA applies to the half it was trained on (the chat half of the pair)
 
-A run that asks a half for what it cannot do stops with one line saying which model to use. Each half loads on its
+A run that names a task a half cannot serve stops before any work with one line saying which model to use (a
+suite skips such tasks; harness/capabilities.py). Each half loads on its
 first request; a network serving both kinds loads once. Construction only locates files.
 
 Request params. understand: `max_new_tokens`, `do_sample` (greedy unless true), `temperature`, `top_k`.
@@ -109,15 +110,17 @@ class Emu3Adapter(TransformersAdapter):
 
     def _half(self, role: str) -> Source:
         if role not in self.halves:
+            other = "emu3-gen" if role == "gen" else "emu3-chat"
             raise HarnessError(f"--model {self.spec} has no {'generation' if role == 'gen' else 'understanding'} "
-                               f"weights ({KIND_OF[role]} requests need them): "
-                               + self.capability_hint((KIND_OF[role],)))
+                               f"weights ({KIND_OF[role]} requests need them): use --model emu3 (Emu3-Chat-hf + "
+                               f"Emu3-Gen-hf) or --model {other}")
         return self.halves[role]
 
-    def capability_hint(self, missing: tuple[str, ...]) -> str:
-        """Where the missing half is (harness/capabilities.py puts this in its refusal)."""
-        other = "emu3-gen" if "generate" in missing else "emu3-chat"
-        return f"use --model emu3 (Emu3-Chat-hf + Emu3-Gen-hf) or --model {other}"
+    def capability_hint(self, kinds: tuple[str, ...]) -> str:
+        role = "gen" if "generate" in kinds else "chat"
+        other = "emu3-gen" if role == "gen" else "emu3-chat"
+        return (f"--model {self.spec} has no {'generation' if role == 'gen' else 'understanding'} weights: use "
+                f"--model emu3 (Emu3-Chat-hf + Emu3-Gen-hf) or --model {other}")
 
     def run(self, kind: str, requests):
         if kind in KIND_OF.values() and kind not in self.kinds:
