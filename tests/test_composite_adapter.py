@@ -107,6 +107,29 @@ def test_understand_batches_greedy_answers_that_do_not_depend_on_their_neighbour
     assert len({r.text for r in batch}) > 1             # the answers follow the question and the image
 
 
+def test_understand_is_the_models_own_greedy_generate_on_its_chat_template(pair, vlm):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    model, processor = AutoModelForImageTextToText.from_pretrained(vlm), AutoProcessor.from_pretrained(vlm)
+    image = _img((220, 40, 40))
+    text = processor.apply_chat_template([{"role": "user", "content": [
+        {"type": "image"}, {"type": "text", "text": "what color is the circle ?"}]}], add_generation_prompt=True,
+        tokenize=False)
+    enc = processor(text=[text], images=[image.pil()], return_tensors="pt")
+    ids = model.generate(**enc, max_new_tokens=6, do_sample=False)[0, enc["input_ids"].shape[1]:]
+    expected = processor.tokenizer.decode(ids, skip_special_tokens=True).strip()
+    assert pair.understand([_ask("what color is the circle ?", image)])[0].text == expected
+
+
+def test_a_folder_of_a_model_that_is_not_image_text_to_text_is_refused(tmp_path):
+    folder = tmp_path / "bert"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(HarnessError, match=r"model_type 'bert' has no adapter \(supported: janus, emu3, any "
+                                           r"image-text-to-text model"):
+        resolve_model(str(folder))
+
+
 def test_sampled_answers_follow_the_request_seed(pair):
     def sampled(seed):
         return _ask("describe the image", _img((220, 40, 40)), seed=seed, do_sample=True, temperature=1.0,
