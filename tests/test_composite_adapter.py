@@ -95,6 +95,13 @@ def test_hub_ids_are_read_from_the_local_cache_and_dispatched_by_what_they_hold(
     both = resolve_model("acme/tiny-vlm+acme/tiny-t2i")
     assert both.kinds == ("understand", "generate") and both.label == "acme/tiny-vlm+acme/tiny-t2i"
     assert model_slug(both) == "acme__tiny-vlm__acme__tiny-t2i"
+    # `revision`, as every adapter takes it, names the one half's snapshot; a pair needs one per half
+    pinned = resolve_model("acme/tiny-t2i", {"revision": COMMIT})
+    assert pinned.halves["generate"].identity() == {"hub": "acme/tiny-t2i", "commit": COMMIT}
+    assert resolve_model("acme/tiny-vlm", {"revision": COMMIT}).fingerprint() == und.fingerprint()
+    with pytest.raises(HarnessError, match="a pair has two revisions; give understand_revision and/or "
+                                           "generate_revision"):
+        resolve_model("acme/tiny-vlm+acme/tiny-t2i", {"revision": COMMIT})
 
 
 def test_understand_batches_greedy_answers_that_do_not_depend_on_their_neighbours(pair):

@@ -91,6 +91,7 @@ class CompositeAdapter(TransformersAdapter):
 
     def __init__(self, spec: str = "composite", understand: str | None = None, generate: str | None = None,
                  understand_revision: str | None = None, generate_revision: str | None = None,
+                 revision: str | None = None,
                  device: str | None = None, dtype: str | None = None, batch_size: int | None = None,
                  max_new_tokens: int | None = None, system_prompt: str | None = None,
                  num_inference_steps: int | None = None, guidance_scale: float | None = None,
@@ -109,6 +110,12 @@ class CompositeAdapter(TransformersAdapter):
                                                     ("width", width), ("negative_prompt", negative_prompt))
                                   if v is not None}
         targets = halves_of(spec, understand, generate)
+        if revision is not None:       # the spelling every other adapter takes: unambiguous for one half only
+            if len(targets) > 1:
+                raise HarnessError(f"--model-args revision for {spec}: a pair has two revisions; give "
+                                   "understand_revision and/or generate_revision")
+            understand_revision = understand_revision or revision
+            generate_revision = generate_revision or revision
         self.halves: dict[str, Source] = {}
         if "understand" in targets:
             if is_generation_model(targets["understand"], understand_revision):
