@@ -45,7 +45,12 @@ def write_text(path: Path, text: str) -> None:
 
 def write_bytes(path: Path, data: bytes, fsync: bool = True) -> None:
     """Atomically (temp file + rename). fsync=False keeps the crash safety a killed process needs (the page cache
-    outlives it) without waiting for the disk: the response cache promises no more than that either."""
+    outlives it) without waiting for the disk: the response cache promises no more than that either.
+
+    A file that already holds exactly these bytes is left alone: a finished rerun rewrites (and waits on the disk
+    for) only what changed."""
+    if _holds(path, data):
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -58,6 +63,16 @@ def write_bytes(path: Path, data: bytes, fsync: bool = True) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _holds(path: Path, data: bytes) -> bool:
+    try:
+        if path.stat().st_size != len(data):
+            return False
+        with open(path, "rb") as f:
+            return f.read() == data
+    except OSError:
+        return False
 
 
 def sha256_file(path: Path) -> str:

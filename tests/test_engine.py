@@ -45,6 +45,8 @@ def test_rerun_is_all_cached_and_identical(tmp_path, doubles):
     log = tmp_path / "calls.jsonl"
     first = _run(tmp_path, ["double_sum", "double_roundtrip"], model_args={"log": str(log)})
     n_calls = len(doubles.read_log(log))
+    samples = first.run_dir / "double_sum" / "samples.jsonl"
+    written = samples.stat()
     second = _run(tmp_path, ["double_sum", "double_roundtrip"], model_args={"log": str(log)})
     assert len(doubles.read_log(log)) == n_calls          # no model call at all
     for task in ("double_sum", "double_roundtrip"):
@@ -52,6 +54,23 @@ def test_rerun_is_all_cached_and_identical(tmp_path, doubles):
         c = second.results[task].to_dict()["counts"]
         assert c["cached"] == c["requests"] and c["computed"] == 0
     assert second.run_dir == first.run_dir
+    # the same samples are not written (and waited on) again; results.json, whose counts changed, is
+    assert (samples.stat().st_ino, samples.stat().st_mtime_ns) == (written.st_ino, written.st_mtime_ns)
+    assert json.loads((first.run_dir / "double_sum" / "results.json").read_text())["counts"]["cached"] == 24
+
+
+def test_write_bytes_replaces_changed_content_and_keeps_identical(tmp_path):
+    from harness.store import write_bytes
+
+    path = tmp_path / "f.json"
+    write_bytes(path, b"one")
+    ino = path.stat().st_ino
+    write_bytes(path, b"one")
+    assert path.stat().st_ino == ino
+    write_bytes(path, b"two")          # same size, other bytes
+    assert path.read_bytes() == b"two" and path.stat().st_ino != ino
+    write_bytes(path, b"three!")
+    assert path.read_bytes() == b"three!" and not list(tmp_path.glob(".*.tmp"))
 
 
 def test_different_fingerprint_gets_no_cache_hits(tmp_path, doubles):
