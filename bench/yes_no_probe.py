@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from tinyfactory import data
+from harness.world.training_mix import pope_question
 from harness.models import resolve_model
 from tasks.world import build
 
@@ -77,7 +78,7 @@ def main() -> None:
     for i in range(a.train):
         rng = data.stream("yes-no-probe", 0, 0, i)
         scene = data.sample_scene(rng, int(rng.integers(3, 5)), distinct=True)
-        q = data.pope_question(scene, rng)
+        q = pope_question(scene, rng)
         tr_images.append(data.render(scene, data.SIZE))
         tr_questions.append(q["question"])
         tr_answers.append(q["answer"] == "yes")

@@ -195,3 +195,33 @@ def test_local_vqa_and_caption_data(tmp_path):
     (caps / "captions.jsonl").write_text(json.dumps({"image": "c0.jpg", "alt": "x"}) + "\n")
     with pytest.raises(DataError, match="caption column"):
         data_mod.load(str(vqa), str(caps), image_size=32)
+
+
+def test_world_post_training_stream_asks_what_the_evaluation_asks_never_on_its_images():
+    """--data shapes continues the bundled model's pretraining mix: the exact prompts the POPE and VQAv2 tasks send
+    (POPE's yes and no in balance), multiple choice and UnifiedBench captions, on scenes no benchmark uses."""
+    import hashlib
+
+    from harness.world.training_mix import MC_SUFFIX, UAE_CAPTION_PROMPT
+    from tasks.vqav2.task import build_prompt
+    from tasks.world import build
+    from unigame.data import shapes_rows
+
+    vqa, caps = shapes_rows(300, 64)
+    prompts = {r["question"] for r in vqa}
+    pope, vqav2 = build("pope", n_images=20), build("vqav2", n=200)
+    assert all(f"{r['question'].strip()}\nAnswer the question using a single word or phrase." in prompts
+               for r in pope)                                       # the POPE task's own prompt, every class
+    assert sum(build_prompt(r["question"]) in prompts for r in vqav2) >= 0.6 * len(vqav2)
+    pope_like = [r["answer"] for r in vqa if r["question"].startswith("Is there a ")
+                 and r["question"].endswith("single word or phrase.")]
+    assert len(pope_like) > 100 and 0.4 <= pope_like.count("yes") / len(pope_like) <= 0.6
+    assert any(r["question"].endswith(MC_SUFFIX) and r["answer"] in "ABCD" for r in vqa)
+    assert any(r["question"] == UAE_CAPTION_PROMPT for r in vqa) and caps
+    assert all(r["scene"] and r["caption"] for r in vqa)         # what the CLIP filter and the scene check read
+
+    def digest(im):
+        return hashlib.sha256(im.convert("RGB").tobytes()).hexdigest()
+
+    evaluated = {digest(r["image"]) for r in pope + vqav2}
+    assert not evaluated & {digest(r["image"]) for r in vqa}

@@ -1,7 +1,7 @@
 """Training data: VQA triples for the understanding branch, image-caption pairs for the generation side.
 
-Sources (`--data`): `shapes` (the embedded world's TRAIN seed stream: VQA pairs and captions of N scenes, never
-the scenes any benchmark is built from), `vqav2` (HuggingFaceM4/VQAv2, train split, through the harness's hub
+Sources (`--data`): `shapes` (the embedded world's TRAIN seed stream: the world's training mix of prompts and
+question families, and captions, of N scenes, never the scenes any benchmark is built from), `vqav2` (HuggingFaceM4/VQAv2, train split, through the harness's hub
 resolver, which reads the local Hugging Face cache when offline), `hub:REPO[:CONFIG]@SPLIT`, or a local file or
 folder in the VQAv2 schema (question, image, and multiple_choice_answer, answers or answer). Captions
 (`--captions`): `shapes`, `none`, or a local CC3M-style path (a folder of images with captions.jsonl, or a
@@ -24,6 +24,8 @@ VQAV2_TRAIN = {"repo": "HuggingFaceM4/VQAv2", "config": None, "split": "train", 
 IMAGE_COLUMNS = ("image", "jpg", "png", "img")
 CAPTION_COLUMNS = ("caption", "text", "txt")
 WORLD_SEED = 0          # the scenes are fixed; --seed changes initialisation and order, not the data
+QUESTIONS_PER_SCENE = 6
+CAPTION_P = 0.3         # share of scenes that also carry UnifiedBench's captioning prompt (as in pretraining)
 
 
 @dataclass
@@ -84,14 +86,29 @@ def load(data: str, captions: str | None, image_size: int, scenes: int = 2000) -
 
 
 def shapes_rows(scenes: int, image_size: int) -> tuple[list[dict], list[dict]]:
-    from harness.world.text import iter_examples
+    """The embedded world's training stream (its "train" seeds, never an evaluation scene).
+
+    VQA rows: the world's training mix (`harness.world.training_mix`, what the bundled model was pretrained on),
+    QUESTIONS_PER_SCENE per scene: the prompts the tasks send (VQAv2's short-answer suffix, POPE's questions,
+    MMBench / MMMU option layouts, NaturalBench's suffixes, UnifiedBench's captioning prompt) over the question
+    families the evaluation asks about, so post-training measures the method, not forgetting of what the data left
+    out. "caption" is a whole-scene phrase for the CLIP filter, "scene" the truth for the world's scene check.
+    Captions: generation prompts of other scenes (GenEval templates, WISE-style knowledge prompts, captions)."""
+    from harness.world.scene import rng_for
+    from harness.world.text import captions, geneval_prompts, iter_examples
+    from harness.world.training_mix import understanding_example
 
     vqa, caps = [], []
+    for i in range(scenes):
+        ex = understanding_example(rng_for("train", "post-training", WORLD_SEED, i), QUESTIONS_PER_SCENE,
+                                   caption_p=CAPTION_P, size=image_size)
+        scene = ex["scene"]
+        phrases = geneval_prompts(scene)
+        clip_text = phrases[-1] if phrases else captions(scene)["terse"]
+        for j, (prompt, answer) in enumerate(ex["segments"]):
+            vqa.append({"id": f"train-mix-{i}-q{j}", "image": ex["images"][0], "question": prompt, "answer": answer,
+                        "caption": clip_text, "scene": scene.to_dict()})
     for ex in iter_examples(scenes, seed=WORLD_SEED, split="train", size=image_size):
-        prompt = ex["prompts"][-1]               # "a photo of ...": the whole scene, CLIP's own phrasing
-        for j, qa in enumerate(ex["qa"]):
-            vqa.append({"id": f"{ex['id']}-q{j}", "image": ex["image"], "question": qa["question"],
-                        "answer": str(qa["answer"]), "caption": prompt, "scene": ex["scene"]})
         for j, text in enumerate(dict.fromkeys(ex["prompts"] + ex["captions"][:1])):
             caps.append({"id": f"{ex['id']}-c{j}", "image": ex["image"], "caption": text})
     return vqa, caps
