@@ -6,7 +6,7 @@ AdVQA-style and UnifiedBench tasks, and prints mean ± standard deviation over s
 Everything lands in one results store, so `python -m harness leaderboard post_training_world --results OUT/results`
 shows the same runs as a leaderboard.
 
-    python bench/methods_world.py [--methods sft,noise,adv_embed,unigame] [--seeds 0,1,2] [--steps 300]
+    python bench/methods_world.py [--methods sft,noise,adv_embed,unigame,reca] [--seeds 0,1,2] [--steps 300]
                                   [--jobs 2] [--out runs/methods-world] [--eval TASKS] [--table-only]
                                   [-- extra unigame train flags]
 """
@@ -84,7 +84,7 @@ def table(rows: dict, methods: list[str]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--methods", default="sft,noise,adv_embed,unigame")
+    ap.add_argument("--methods", default="sft,noise,adv_embed,unigame,reca")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--jobs", type=int, default=2, help="training runs at once")

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Rebuilds the committed embedded-world leaderboards (leaderboards/world/) from nothing, on a CPU:
 #   1. the bundled model on every task (the default job, tagged as the base row of the post-training table);
-#   2. sft, noise, adv_embed and unigame post-trained from it on --data shapes, 3 seeds each, every final
-#      checkpoint evaluated on every task;
+#   2. sft, noise, adv_embed, unigame and reca post-trained from it on --data shapes (the world's training mix),
+#      3 seeds each, every final checkpoint evaluated on every task;
 #   3. every leaderboard built from that one results store, and the README's world table copied from it.
 # Usage: bash leaderboards/regenerate_world.sh [WORK_DIR]      (default runs/world; about 35 minutes on 2 CPU cores)
 set -euo pipefail
