@@ -231,12 +231,21 @@ class Trainer:
             return self.hooks.answer_loss(batch, visual).float()
 
     def understanding_ce(self, clean: Clean, hard: list[tuple]) -> torch.Tensor:
-        """Per-sample CE of the clean rows followed by the hard rows, in one LM forward."""
+        """Per-sample CE of the clean rows followed by the hard rows.
+
+        Two LM forwards, each padded to its own longest row: in one batch every clean row would be padded to the
+        longest hard row (one captioning prompt among one-word questions made the U step 1.5x the cost of its
+        two halves). Under --fsdp one forward, because every rank must run as many sharded forwards as the others
+        and a rank's share of the buffer may still be empty."""
         if not hard:
             return self._ce(clean.rows, clean.images, clean.visual, clean.batch)
         rows = [r for r, _, _ in hard]
-        return self._ce(clean.rows + rows, clean.images + [pil(r["image"]) for r in rows],
-                        torch.cat([clean.visual, self.hard_visual(hard).to(clean.visual.dtype)]))
+        images = [pil(r["image"]) for r in rows]
+        visual = self.hard_visual(hard).to(clean.visual.dtype)
+        if self.cfg.fsdp:
+            return self._ce(clean.rows + rows, clean.images + images, torch.cat([clean.visual, visual]))
+        return torch.cat([self._ce(clean.rows, clean.images, clean.visual, clean.batch),
+                          self._ce(rows, images, visual)])
 
     def side_losses(self, step: int, clean: Clean, m: dict) -> torch.Tensor:
         cfg, zero = self.cfg, torch.zeros((), device=self.device)
