@@ -108,7 +108,9 @@ def shapes_rows(scenes: int, image_size: int) -> tuple[list[dict], list[dict]]:
         for j, (prompt, answer) in enumerate(ex["segments"]):
             vqa.append({"id": f"train-mix-{i}-q{j}", "image": ex["images"][0], "question": prompt, "answer": answer,
                         "caption": clip_text, "scene": scene.to_dict()})
-    for ex in iter_examples(scenes, seed=WORLD_SEED, split="train", size=image_size):
+    # only the images and generation prompts are used: no questions drawn (they come last in each scene's own
+    # stream, so the captions and images are the same without them)
+    for ex in iter_examples(scenes, seed=WORLD_SEED, split="train", size=image_size, n_questions=0):
         for j, text in enumerate(dict.fromkeys(ex["prompts"] + ex["captions"][:1])):
             caps.append({"id": f"{ex['id']}-c{j}", "image": ex["image"], "caption": text})
     return vqa, caps
