@@ -6,9 +6,12 @@ AdVQA-style and UnifiedBench tasks, and prints mean ± standard deviation over s
 Everything lands in one results store, so `python -m harness leaderboard post_training_world --results OUT/results`
 shows the same runs as a leaderboard.
 
-    python bench/methods_world.py [--methods sft,noise,adv_embed,unigame,reca] [--seeds 0,1,2] [--steps 300]
-                                  [--jobs 2] [--out runs/methods-world] [--eval TASKS] [--table-only]
-                                  [-- extra unigame train flags]
+    python bench/methods_world.py [--model tiny-janus] [--methods sft,noise,adv_embed,unigame,reca]
+                                  [--seeds 0,1,2] [--steps 300] [--jobs 2] [--out runs/methods-world]
+                                  [--eval TASKS] [--table-only] [-- extra unigame train flags]
+
+Several models can share one --out (runs go to OUT/<model>/<method>-s<seed>, results to OUT/results); the table
+shows --model's rows.
 """
 from __future__ import annotations
 
@@ -27,22 +30,23 @@ LABELS = {"vqav2_val": "VQAv2-style acc", "naturalbench": "NaturalBench G-Acc", 
 
 def train(method: str, seed: int, args, extra: list[str], eval_base: bool) -> subprocess.CompletedProcess:
     out = Path(args.out)
-    cmd = [sys.executable, "-m", "unigame", "train", "--method", method, "--seed", str(seed), "--steps",
-           str(args.steps), "--data", "shapes", "--eval", args.eval, "--eval-data", "shapes",
-           "--output", str(out / f"{method}-s{seed}"), "--results", str(out / "results"),
+    cmd = [sys.executable, "-m", "unigame", "train", "--model", args.model, "--method", method, "--seed", str(seed),
+           "--steps", str(args.steps), "--data", "shapes", "--eval", args.eval, "--eval-data", "shapes",
+           "--output", str(out / args.model / f"{method}-s{seed}"), "--results", str(out / "results"),
            "--leaderboards", str(out / "leaderboards"), "--no-plots", *extra]
     if not eval_base:
         cmd.append("--no-eval-base")
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    print(f"{method} seed {seed}: exit {proc.returncode}", flush=True)
+    print(f"{args.model} {method} seed {seed}: exit {proc.returncode}", flush=True)
     if proc.returncode:
         print(proc.stderr[-2000:], file=sys.stderr)
     return proc
 
 
-def collect(results: Path) -> dict[tuple[str, int], dict[str, float]]:
-    """(method, seed) -> {task: headline value} from the final checkpoint of each run (and the base row)."""
+def collect(results: Path, model: str) -> dict[tuple[str, int], dict[str, float]]:
+    """(method, seed) -> {task: headline value} from the final checkpoint of each of `model`'s runs (and its base
+    row)."""
     from harness.results import load_run
 
     rows: dict[tuple[str, int], dict] = {}
@@ -52,7 +56,7 @@ def collect(results: Path) -> dict[tuple[str, int], dict[str, float]]:
         # "method" is the run's label (it names non-default hyper-parameters); the bare method is in the config
         method = (tags.get("hyper_parameters") or {}).get("method", tags.get("method"))
         seed, step = int(tags.get("seed", 0)), int(tags.get("step", 0))
-        if method is None:
+        if method is None or tags.get("base_model", model) != model:
             continue
         key = (method, 0 if method == "base" else seed)
         values = {}
@@ -84,6 +88,7 @@ def table(rows: dict, methods: list[str]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="tiny-janus", help="the model every method post-trains")
     ap.add_argument("--methods", default="sft,noise,adv_embed,unigame,reca")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--steps", type=int, default=300)
@@ -98,7 +103,7 @@ def main() -> None:
     methods = args.methods.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.table_only:
-        print(table(collect(Path(args.out) / "results"), methods))
+        print(table(collect(Path(args.out) / "results", args.model), methods))
         return
     jobs = [(m, s) for s in seeds for m in methods]
     # the base model is evaluated once, by the first run; the others share its cached answers
@@ -106,7 +111,7 @@ def main() -> None:
     with ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(lambda ms: train(ms[0], ms[1], args, extra, eval_base=False), jobs[1:]))
     print(f"\n{args.steps} steps per run, flags: {' '.join(extra) or '(defaults)'}\n")
-    print(table(collect(Path(args.out) / "results"), methods))
+    print(table(collect(Path(args.out) / "results", args.model), methods))
 
 
 if __name__ == "__main__":

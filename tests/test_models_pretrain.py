@@ -153,3 +153,70 @@ def test_pretraining_checkpoints_hold_no_pickle_and_refuse_one(tmp_path):
     with pytest.raises(HarnessError, match="not a readable"):
         load_ckpt(tmp_path / "joint.safetensors")
     assert not (tmp_path / "ran").exists()
+
+
+def test_emu3_packed_segments_compute_exactly_the_single_prompt_loss(tmp_path):
+    """The same packing for Emu3: each segment scores what `Emu3Hooks` (the layout inference and the trainer
+    use) scores for that question alone, images read as VQ codes through the LM."""
+    from harness.models.emu3_decode import merge_visual
+    from harness.models.emu3_hooks import Emu3Hooks
+    from tinyfactory.emu3_build import save_random_emu3
+    from tinyfactory.emu3_parts import Emu3Arch
+    from tinyfactory.steps import packed_answer_loss
+
+    torch.set_num_threads(1)
+    model, processor = save_random_emu3(tmp_path / "m", data.vocabulary_words(50), image_size=64, hidden=64,
+                                        layers=2, codes=64, vq_base=32, vq_latent=4)
+    exs = [data.understanding_example(data.stream("pack", 0, 0, i), n_segments=3, caption_p=1.0) for i in range(2)]
+    hooks = Emu3Hooks(model, processor)
+    with torch.no_grad():
+        batch = Emu3Arch().packer(processor).pack(exs)
+        embeds = merge_visual(model, batch["input_ids"], hooks.visual_tokens(batch["pixel_values"]))
+        packed, _, _ = packed_answer_loss(model.model.text_model, model.lm_head, embeds, batch)
+        single = [hooks.answer_loss(hooks.understanding_batch([ex["images"]], [q], [a]))[0]
+                  for ex in exs for q, a in ex["segments"]]
+    assert torch.allclose(packed, torch.stack(single).mean(), atol=1e-4)
+
+
+@pytest.mark.slow
+def test_quick_emu3_pretraining_lowers_its_losses_resumes_and_loads_as_tiny_emu3_does(tmp_path):
+    cmd = [sys.executable, "-m", "tinyfactory.pretrain", "--arch", "emu3", "--quick", "--workdir",
+           str(tmp_path / "w"), "--out", str(tmp_path / "model")]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    meta = json.loads((tmp_path / "model" / "training.json").read_text())
+    losses = meta["losses"]
+    assert meta["model"] == "tiny-emu3" and "vision" not in meta["steps"] and meta["recipe"]["arch"] == "emu3"
+    assert losses["vq"]["loss"]["last"] < losses["vq"]["loss"]["first"]
+    assert losses["understanding"]["loss"]["last"] < losses["understanding"]["loss"]["first"]
+    assert losses["joint"]["gen"]["last"] < losses["joint"]["gen"]["first"]
+    assert json.loads((tmp_path / "model" / "config.json").read_text())["model_type"] == "emu3"
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert again.returncode == 0 and "phase" not in again.stdout
+
+    from harness.models import resolve_model
+    from harness.types import Image, Request
+
+    m = resolve_model(str(tmp_path / "model"))
+    assert m.name == "emu3"
+    img = data.understanding_example(data.stream("q", 0, 0, 0))["images"][0]
+    r = m.understand([Request("model", "understand", text="What color is the circle?", images=(Image(pil=img),),
+                              params={"max_new_tokens": 4})])[0]
+    g = m.generate([Request("model", "generate", text="a photo of a red circle", seed=0)])[0]
+    assert r.ok and g.ok and g.images[0].pil().size == (64, 64)
+
+
+def test_set_level_targets_answer_every_pope_question_as_the_world_does():
+    """The focus phase's set-level targets (tiny-emu3) hold exactly the (colour, shape) pairs POPE's answers say
+    are present, in the order the head scores them (colour-major)."""
+    from harness.world.scene import COLOR_NAMES, SHAPES
+    from harness.world.training_mix import pope_question, scene_for_questions
+    from tinyfactory.workers import present_pairs
+
+    for i in range(60):
+        rng = data.stream("set", 0, 0, i)
+        scene = scene_for_questions(rng)
+        q = pope_question(scene, rng)
+        colour, shape = q["question"].split()[3:5]
+        flat = COLOR_NAMES.index(colour) * len(SHAPES) + SHAPES.index(shape)
+        assert present_pairs(scene)[flat].item() == (q["answer"] == "yes")

@@ -214,15 +214,21 @@ def test_the_bundled_default_resolves_with_its_default_data():
     assert m.spec == "tiny-janus" and m.default_data == "shapes" and m._model is None
 
 
-def test_a_missing_bundled_model_says_how_to_rebuild_it(tmp_path, monkeypatch):
+@pytest.mark.parametrize("name, names_owner, command", [
+    ("tiny-janus", "harness.models.checkpoints:NAMED", "`python -m tinyfactory.pretrain`"),
+    ("tiny-emu3", "harness.models.emu3:NAMES", "`python -m tinyfactory.pretrain --arch emu3`")])
+def test_a_missing_bundled_model_says_how_to_rebuild_it(name, names_owner, command, tmp_path, monkeypatch):
+    import importlib
+
     from harness.models import checkpoints
 
-    gone = tmp_path / "tiny_janus"
-    monkeypatch.setattr(checkpoints, "TINY_DIR", gone)
-    monkeypatch.setitem(checkpoints.NAMED, "tiny-janus", str(gone))
-    with pytest.raises(WeightsError, match="tinyfactory.pretrain"):
-        resolve_model("tiny-janus")
+    module, attr = names_owner.split(":")
+    gone = tmp_path / name.replace("-", "_")
+    monkeypatch.setitem(checkpoints.BUNDLED, gone, (name, command.strip("`")))
+    monkeypatch.setitem(getattr(importlib.import_module(module), attr), name, str(gone))
+    with pytest.raises(WeightsError, match=f"the bundled tiny model is missing .*run {command}$"):
+        resolve_model(name)
     gone.mkdir()
     (gone / "config.json").write_text("{}")
-    with pytest.raises(WeightsError, match=r"bundled tiny model is missing model\.safetensors"):
-        resolve_model("tiny-janus")
+    with pytest.raises(WeightsError, match=rf"bundled tiny model \({name}\) is missing model\.safetensors"):
+        resolve_model(name)

@@ -65,7 +65,9 @@ def summarise(results: dict, chance: dict[str, dict[str, float]]) -> dict:
         "vqav2": {"accuracy": round(100 * value("vqav2_val", "accuracy"), 2),
                   "n": results["vqav2_val"].metrics["accuracy"].n,
                   "question_types": types, "min_x_chance": min(t["x_chance"] for t in types.values())},
-        "pope": {s: {"f1": round(100 * pope[f"{s}_f1"].value, 2), "yes_ratio": round(pope[f"{s}_yes_ratio"].value, 3)}
+        # F1 is undefined (None) when the model never answers yes: no true or false positives
+        "pope": {s: {"f1": None if pope[f"{s}_f1"].value is None else round(100 * pope[f"{s}_f1"].value, 2),
+                     "yes_ratio": round(pope[f"{s}_yes_ratio"].value, 3)}
                  for s in POPE_SPLITS if f"{s}_f1" in pope},
         "geneval": {"overall": round(value("geneval", "overall"), 3)},
         "unified_bench": {"overall": round(value("unified_bench", "overall"), 4),
@@ -82,7 +84,9 @@ def failed_targets(s: dict) -> list[str]:
         if t["x_chance"] < 1.5:
             misses.append(f"question type {qtype!r} at {t['x_chance']}x chance < 1.5x")
     for split, p in s["pope"].items():
-        if p["f1"] < 70:
+        if p["f1"] is None:
+            misses.append(f"POPE {split} F1 undefined: the model never answered yes")
+        elif p["f1"] < 70:
             misses.append(f"POPE {split} F1 {p['f1']} < 70")
         if not 0.3 <= p["yes_ratio"] <= 0.7:
             misses.append(f"POPE {split} yes-ratio {p['yes_ratio']} outside [0.3, 0.7]")

@@ -1,17 +1,19 @@
-"""Pretrain the bundled tiny Janus on the embedded world, reproducibly, on two CPU cores.
+"""Pretrain a bundled tiny model on the embedded world, reproducibly, on two CPU cores.
 
-    python -m tinyfactory.pretrain            # the shipped model (about 110 minutes on 2 cores)
-    python -m tinyfactory.pretrain --quick    # the same pipeline in well under a minute (tests)
+    python -m tinyfactory.pretrain                # tiny-janus, the shipped model (about 110 minutes on 2 cores)
+    python -m tinyfactory.pretrain --arch emu3    # tiny-emu3, the second bundled architecture
+    python -m tinyfactory.pretrain --quick        # the same pipeline in well under a minute (tests)
 
 Parts, one process per core, each with one thread (janus.md: two 2-thread jobs on 2 cores slow each other down):
-  phase 1, in parallel: the VQ autoencoder | the understanding encoder on a per-patch auxiliary task;
-  phase 2, two data-parallel ranks: understanding (encoder + LM);
+  phase 1, in parallel: the VQ autoencoder | (Janus only) the understanding encoder on a per-patch auxiliary task;
+  phase 2, two data-parallel ranks: understanding (encoder + LM; Emu3 reads images as VQ codes through the LM);
   phase 3, two data-parallel ranks: understanding and caption -> VQ-code generation together (one model);
   phase 4, two data-parallel ranks: the same two losses, with the set-level yes/no, relation and position
   questions sampled more often (`focus_families` multiplies their weights).
-Then the model is written as a Hugging Face folder (default: the package's `harness/models/tiny_janus/`, which the
-`tiny-janus` name loads through the ordinary `janus` adapter) with `training.json` saying how it was trained, and
-checked on held-out world data (`tinyfactory.heldout`).
+The architecture-specific pieces are `tinyfactory.lm.JanusArch` and `tinyfactory.emu3_parts.Emu3Arch`.
+Then the model is written as a Hugging Face folder (default: the package's `harness/models/tiny_janus/` or
+`tiny_emu3/`, which the `tiny-janus` / `tiny-emu3` names load through the ordinary `janus` / `emu3` adapters) with
+`training.json` saying how it was trained, and checked on held-out world data (`tinyfactory.heldout`).
 
 Seeded and step-based, so the same command gives the same weights on the same software stack. Interrupted runs
 resume: finished parts are kept, unfinished ones restart from their last checkpoint in --workdir.
@@ -43,15 +45,24 @@ RECIPE = dict(
                     "where_rel": 3.0, "where": 3.0},
     warmup=100, log_every=20, save_every_s=240, guidance=2.0, image_temperature=1.0,
 )
+# Emu3: no encoder part (vision_* and encoder_lr_scale unused); its VQ runs alone in phase 1, on both cores
+EMU3 = dict(model=dict(hidden=128, layers=4, heads=4, kv_heads=4, intermediate=512, codes=512, embed_dim=8,
+                       vq_base=32, vq_latent=8, vq_res_blocks=1, max_positions=1024),
+            vq_threads=2, vq_steps=1200, und_steps=1500, joint_steps=2200, focus_steps=500, set_aux={"focus": 1.0})
 QUICK = dict(vocab_texts=100, vq_steps=12, vq_batch=4, vq_restart_every=6, vision_steps=12, vision_batch=4,
              und_steps=8, und_batch=2, segments=4, joint_steps=8, joint_und_batch=2, joint_gen_batch=4,
              focus_steps=6, focus_batch=2, focus_gen_batch=4, warmup=2, log_every=1, save_every_s=5)
 
 
-def recipe_for(quick: bool, seed: int, overrides: dict) -> dict:
+def recipe_for(quick: bool, seed: int, overrides: dict, arch: str = "janus") -> dict:
     r = json.loads(json.dumps(RECIPE))
+    if arch == "emu3":
+        for k in [k for k in r if k.startswith("vision_")] + ["encoder_lr_scale"]:
+            del r[k]
+        r.update(json.loads(json.dumps(EMU3)))
+        r["arch"] = "emu3"
     if quick:
-        r.update(QUICK)
+        r.update({k: v for k, v in QUICK.items() if k in r})
     r["seed"] = seed
     for k, v in overrides.items():
         if k not in r:
@@ -72,19 +83,24 @@ def _hash(r: dict) -> str:
 
 def prepare(workdir: Path, r: dict) -> None:
     """Tokenizer, processor and config (no weights) in workdir/init; every worker builds from these."""
-    from tinyfactory import data
-    from tinyfactory.build import build_config, build_processor, build_tokenizer
-
     init = workdir / "init"
     if (init / "config.json").exists():
         return
-    tok = build_tokenizer(data.vocabulary_words(r["vocab_texts"]))
-    config = build_config(tok, **r["model"])
-    processor = build_processor(tok, config.vision_config.image_size, config.vision_config.num_image_tokens)
     tmp = workdir / "init.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    config.save_pretrained(tmp)
-    processor.save_pretrained(tmp)
+    if r.get("arch") == "emu3":
+        from tinyfactory.emu3_parts import prepare_init
+
+        prepare_init(tmp, r)
+    else:
+        from tinyfactory import data
+        from tinyfactory.build import build_config, build_processor, build_tokenizer
+
+        tok = build_tokenizer(data.vocabulary_words(r["vocab_texts"]))
+        config = build_config(tok, **r["model"])
+        processor = build_processor(tok, config.vision_config.image_size, config.vision_config.num_image_tokens)
+        config.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
     os.replace(tmp, init)
 
 
@@ -123,16 +139,21 @@ def run_parallel(jobs: list[tuple]) -> None:
 def export(workdir: Path, out: Path, r: dict, meta: dict) -> None:
     import torch
 
-    from tinyfactory.workers import build, load_ckpt
-    from tinyfactory.build import generation_config
+    if r.get("arch") == "emu3":
+        from tinyfactory.emu3_parts import export_model
 
-    model, processor = build(workdir)
-    model.model.vqmodel.load_state_dict(load_ckpt(workdir / "vq.safetensors")["vq"])
-    missing = model.load_state_dict(load_ckpt(workdir / "focus.safetensors")["model"], strict=False).missing_keys
-    assert all(k.startswith("model.vqmodel.") or k == "lm_head.weight" for k in missing), missing
-    gen = generation_config(processor.tokenizer, guidance_scale=r["guidance"])
-    gen.generation_kwargs["image_temperature"] = r["image_temperature"]
-    model.generation_config = gen
+        model, processor = export_model(workdir, r)
+    else:
+        from tinyfactory.build import generation_config
+        from tinyfactory.workers import build, load_ckpt
+
+        model, processor = build(workdir)
+        model.model.vqmodel.load_state_dict(load_ckpt(workdir / "vq.safetensors")["vq"])
+        missing = model.load_state_dict(load_ckpt(workdir / "focus.safetensors")["model"], strict=False).missing_keys
+        assert all(k.startswith("model.vqmodel.") or k == "lm_head.weight" for k in missing), missing
+        gen = generation_config(processor.tokenizer, guidance_scale=r["guidance"])
+        gen.generation_kwargs["image_temperature"] = r["image_temperature"]
+        model.generation_config = gen
     model.eval()
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -169,20 +190,26 @@ def _part_seconds(workdir: Path, part: str) -> float:
 
 
 def main(argv=None) -> int:
-    from harness.models.checkpoints import TINY_DIR, cache_dir
+    from harness.models.checkpoints import TINY_DIR, TINY_EMU3_DIR, cache_dir
 
     ap = argparse.ArgumentParser(prog="python -m tinyfactory.pretrain", description=__doc__.splitlines()[0])
+    ap.add_argument("--arch", choices=("janus", "emu3"), default="janus",
+                    help="janus: tiny-janus (default); emu3: tiny-emu3")
     ap.add_argument("--quick", action="store_true", help="tiny step counts: checks the pipeline in < 1 minute")
-    ap.add_argument("--out", help=f"model folder to write (default {TINY_DIR}; with --quick, <workdir>/model)")
+    ap.add_argument("--out", help=f"model folder to write (default {TINY_DIR} or {TINY_EMU3_DIR}; with --quick, "
+                                  "<workdir>/model)")
     ap.add_argument("--workdir", help="checkpoints and logs (default ~/.cache/harness/pretrain-tiny-<recipe>)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="override a recipe value")
     ap.add_argument("--no-eval", action="store_true", help="skip the held-out check after training")
     a = ap.parse_args(argv)
     overrides = {k: json.loads(v) for k, v in (s.split("=", 1) for s in a.set)}
-    r = recipe_for(a.quick, a.seed, overrides)
-    workdir = Path(a.workdir or cache_dir() / f"pretrain-tiny-{'quick-' if a.quick else ''}{_hash(r)}")
-    out = Path(a.out) if a.out else (workdir / "model" if a.quick else TINY_DIR)
+    r = recipe_for(a.quick, a.seed, overrides, a.arch)
+    emu3 = a.arch == "emu3"
+    name = "tiny-emu3" if emu3 else "tiny-janus"
+    prefix = "pretrain-tiny-emu3-" if emu3 else "pretrain-tiny-"
+    workdir = Path(a.workdir or cache_dir() / f"{prefix}{'quick-' if a.quick else ''}{_hash(r)}")
+    out = Path(a.out) if a.out else (workdir / "model" if a.quick else (TINY_EMU3_DIR if emu3 else TINY_DIR))
     workdir.mkdir(parents=True, exist_ok=True)
     saved = workdir / "recipe.json"
     if saved.exists() and json.loads(saved.read_text()) != r:
@@ -190,14 +217,15 @@ def main(argv=None) -> int:
     saved.write_text(json.dumps(r, indent=1, sort_keys=True))
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     t0 = time.time()
-    print(f"pretraining tiny-janus in {workdir}", flush=True)
+    print(f"pretraining {name} in {workdir}", flush=True)
     prepare(workdir, r)
 
     from tinyfactory.lm import lm_worker
     from tinyfactory.workers import vision_worker, vq_worker
 
-    jobs = [(f, (str(workdir),)) for f, done in ((vq_worker, "vq.done"), (vision_worker, "vision.done"))
-            if not (workdir / done).exists()]
+    first = [(vq_worker, "vq.done")] + ([] if emu3 else [(vision_worker, "vision.done")])
+    jobs = [(f, (str(workdir), a.arch)) if f is vq_worker else (f, (str(workdir),))
+            for f, done in first if not (workdir / done).exists()]
     if jobs:
         print(f"phase 1: {', '.join(j[0].__name__ for j in jobs)}", flush=True)
         run_parallel(jobs)
@@ -205,7 +233,7 @@ def main(argv=None) -> int:
         if not (workdir / f"{phase}.done").exists():
             print(f"phase {n}: {phase} on 2 ranks", flush=True)
             init_file = workdir / f"dist-{time.time_ns()}"
-            run_parallel([(lm_worker, (rank, 2, str(workdir), str(init_file), phase)) for rank in range(2)])
+            run_parallel([(lm_worker, (rank, 2, str(workdir), str(init_file), phase, a.arch)) for rank in range(2)])
             init_file.unlink(missing_ok=True)
 
     import torch
@@ -213,25 +241,30 @@ def main(argv=None) -> int:
 
     from harness.world import WORLD_VERSION
 
-    walls = {p: _part_seconds(workdir, log) for p, log in
-             (("vq", "vq"), ("vision", "vision"), ("und", "und-0"), ("joint", "joint-0"),
-                        ("focus", "focus-0"))}
-    meta = {"seed": r["seed"], "world_version": WORLD_VERSION, "quick": a.quick, "recipe": r,
-            "steps": {"vq": r["vq_steps"], "vision": r["vision_steps"], "understanding": r["und_steps"],
-                      "joint": r["joint_steps"], "focus": r["focus_steps"]},
+    parts = (("vq", "vq"),) + (() if emu3 else (("vision", "vision"),)) + \
+        (("und", "und-0"), ("joint", "joint-0"), ("focus", "focus-0"))
+    walls = {p: _part_seconds(workdir, log) for p, log in parts}
+    steps = {"vq": r["vq_steps"], "understanding": r["und_steps"], "joint": r["joint_steps"],
+             "focus": r["focus_steps"]}
+    losses = {"vq": _log_summary(workdir, "vq", ("loss",)),
+              "understanding": _log_summary(workdir, "und-0", ("loss", "aux")),
+              "joint": _log_summary(workdir, "joint-0", ("loss", "gen")),
+              "focus": _log_summary(workdir, "focus-0", ("loss", "gen"))}
+    if not emu3:
+        steps["vision"] = r["vision_steps"]
+        losses["vision"] = _log_summary(workdir, "vision", ("loss", "shape"))
+    meta = {"model": name, "seed": r["seed"], "world_version": WORLD_VERSION, "quick": a.quick, "recipe": r,
+            "steps": steps,
             "device": f"cpu: 2 processes x 1 thread ({platform.processor() or platform.machine()})",
             "part_wall_seconds": walls,
-            "wall_seconds": round(max(walls["vq"], walls["vision"]) + walls["und"] + walls["joint"]
+            "wall_seconds": round(max(walls["vq"], walls.get("vision", 0.0)) + walls["und"] + walls["joint"]
                                   + walls["focus"], 1),
             "this_invocation_seconds": round(time.time() - t0, 1),
-            "losses": {"vq": _log_summary(workdir, "vq", ("loss",)),
-                       "vision": _log_summary(workdir, "vision", ("loss", "shape")),
-                       "understanding": _log_summary(workdir, "und-0", ("loss", "aux")),
-                       "joint": _log_summary(workdir, "joint-0", ("loss", "gen")),
-                       "focus": _log_summary(workdir, "focus-0", ("loss", "gen"))},
+            "losses": losses,
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
                          "python": sys.version.split()[0]},
-            "command": "python -m tinyfactory.pretrain" + (" --quick" if a.quick else "")}
+            "command": "python -m tinyfactory.pretrain" + (" --arch emu3" if emu3 else "")
+                       + (" --quick" if a.quick else "")}
     export(workdir, out, r, meta)
     print(f"wrote {out}", flush=True)
     if not a.no_eval and not a.quick:

@@ -1,7 +1,7 @@
-"""Losses for pretraining the tiny Janus: VQ autoencoder, packed understanding, teacher-forced generation.
+"""Losses for pretraining the tiny models: VQ autoencoder, packed understanding, teacher-forced generation.
 
-Packed understanding: one image prefix ("<|User|>: " + begin-of-image, placeholders, end-of-image) is followed by
-several question/answer segments; a block mask lets every segment see the prefix and itself only, and each segment
+Packed understanding: one image prefix (for Janus "<|User|>: " + begin-of-image, placeholders, end-of-image; for
+Emu3 the system prompt, "USER: " and the image's token layout) is followed by several question/answer segments; a block mask lets every segment see the prefix and itself only, and each segment
 restarts its positions where the prefix ends, so every segment is computed exactly as the single-question prompt
 inference sends (`understanding_prompt`), while the image prefix is encoded once for all of them.
 """
@@ -61,17 +61,22 @@ def images_to_tensor(images) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------------ understanding
 
 class Packer:
-    """Turns {"images", "segments": [(prompt, answer)]} examples into packed, block-masked LM batches."""
+    """Turns {"images", "segments": [(prompt, answer)]} examples into packed, block-masked LM batches.
 
-    def __init__(self, processor):
+    `prompt(processor, text, n_images)` is the architecture's inference prompt (Janus' by default), and
+    `image_size` the side its processor gives the (square) world images."""
+
+    def __init__(self, processor, prompt=understanding_prompt, image_size: int | None = None):
         self.processor = processor
         self.tok = processor.tokenizer
+        self.prompt = prompt
+        self.image_size = image_size or processor.image_processor.size["height"]
         self._prefix: dict[int, list[int]] = {}
         self._tail = self._tail_ids()
 
     def _tail_ids(self) -> list[int]:
         # what the chat template puts after the user text: "<|Assistant|>:" (after the "\n\n" separator)
-        full = self.tok(understanding_prompt(self.processor, "x", 0), add_special_tokens=False)["input_ids"]
+        full = self.tok(self.prompt(self.processor, "x", 0), add_special_tokens=False)["input_ids"]
         x = self.tok("x", add_special_tokens=False)["input_ids"]
         start = max(i for i in range(len(full) - len(x) + 1) if full[i:i + len(x)] == x)
         return full[start + len(x):]
@@ -81,9 +86,9 @@ class Packer:
         if n_images not in self._prefix:
             from PIL import Image
 
-            size = self.processor.image_processor.size["height"]
+            size = self.image_size
             blank = [Image.new("RGB", (size, size))] * n_images
-            ids = self.processor(text=[understanding_prompt(self.processor, "x", n_images)], images=blank or None,
+            ids = self.processor(text=[self.prompt(self.processor, "x", n_images)], images=blank or None,
                                  return_tensors="pt")["input_ids"][0].tolist()
             x = self.tok("x", add_special_tokens=False)["input_ids"]
             self._prefix[n_images] = ids[:len(ids) - len(x) - len(self._tail)]
@@ -142,19 +147,14 @@ def block_mask(segments: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
     return mask[:, None]
 
 
-def understanding_loss(model, batch: dict, visual: torch.Tensor | None = None):
-    """Mean over segments of each segment's mean answer-token cross-entropy (long captions do not outweigh
-    one-word answers); also returns the answer-token accuracy."""
-    from harness.models.janus_decode import merge_visual
-
-    if visual is None:
-        visual = image_features(model, batch["pixel_values"])
-    embeds = merge_visual(model, batch["input_ids"], visual)
-    out = model.model.language_model(inputs_embeds=embeds, attention_mask=block_mask(batch["segments"]),
-                                     position_ids=batch["positions"], use_cache=False)
+def packed_answer_loss(lm, lm_head, embeds: torch.Tensor, batch: dict):
+    """(loss, accuracy, last hidden states) of a packed batch whose input embeddings are `embeds`: the mean over
+    segments of each segment's mean answer-token cross-entropy (long captions do not outweigh one-word answers)."""
+    out = lm(inputs_embeds=embeds, attention_mask=block_mask(batch["segments"]), position_ids=batch["positions"],
+             use_cache=False)
     labels = batch["labels"]
     keep = labels != -100
-    logits = model.lm_head(out.last_hidden_state[keep]).float()
+    logits = lm_head(out.last_hidden_state[keep]).float()
     tok_loss = F.cross_entropy(logits, labels[keep], reduction="none")
     seg_id = batch["segments"]
     key = keep.nonzero()[:, 0] * (int(seg_id.max()) + 2) + seg_id[keep]
@@ -162,4 +162,15 @@ def understanding_loss(model, batch: dict, visual: torch.Tensor | None = None):
     sums = torch.zeros(len(uniq)).index_add(0, inv, tok_loss)
     counts = torch.zeros(len(uniq)).index_add(0, inv, torch.ones_like(tok_loss))
     correct = (logits.argmax(-1) == labels[keep]).float()
-    return (sums / counts).mean(), float(correct.mean())
+    return (sums / counts).mean(), float(correct.mean()), out.last_hidden_state
+
+
+def understanding_loss(model, batch: dict, visual: torch.Tensor | None = None):
+    """Janus: (loss, answer-token accuracy) of a packed batch, see `packed_answer_loss`."""
+    from harness.models.janus_decode import merge_visual
+
+    if visual is None:
+        visual = image_features(model, batch["pixel_values"])
+    embeds = merge_visual(model, batch["input_ids"], visual)
+    loss, acc, _ = packed_answer_loss(model.model.language_model, model.lm_head, embeds, batch)
+    return loss, acc

@@ -22,8 +22,7 @@ import torch.nn.functional as F
 
 from harness.statefile import load_legacy, load_state, save_state
 from tinyfactory import data
-from tinyfactory.steps import (Packer, images_to_tensor, restart_dead_codes, understanding_loss,
-                                           vq_loss)
+from tinyfactory.steps import Packer, images_to_tensor, restart_dead_codes, understanding_loss
 from harness.world.render import render
 from harness.world.scene import COLOR_NAMES, SHAPES, Scene
 
@@ -40,10 +39,9 @@ class AuxHead(torch.nn.Module):
     against the LM's own word embeddings ("red", "circle", "large", ...) plus a learned background vector, which
     puts a patch's attributes in the same directions as the question words that ask for them."""
 
-    def __init__(self, model, tokenizer, tied: bool):
+    def __init__(self, model, tokenizer, tied: bool, grid: int):
         super().__init__()
         d = model.config.text_config.hidden_size
-        grid = model.config.vision_config.image_size // model.config.vision_config.patch_size
         self.sizes = aux_classes(grid)
         self.tied = tied
         if tied:
@@ -69,8 +67,12 @@ class AuxHead(torch.nn.Module):
         return logits + [pos[..., :self.sizes[3]], pos[..., self.sizes[3]:]]
 
 
-def aux_head_for(model, tokenizer, recipe: dict) -> AuxHead:
-    return AuxHead(model, tokenizer, recipe.get("aux_tied", False))
+def janus_grid(model) -> int:
+    return model.config.vision_config.image_size // model.config.vision_config.patch_size
+
+
+def aux_head_for(model, tokenizer, recipe: dict, grid: int | None = None) -> AuxHead:
+    return AuxHead(model, tokenizer, recipe.get("aux_tied", False), grid or janus_grid(model))
 
 
 # ------------------------------------------------------------------------------------------------ plumbing
@@ -133,11 +135,14 @@ def setup_worker(workdir: Path, part: str):
 
 # ------------------------------------------------------------------------------------------------ VQ
 
-def vq_worker(workdir: str) -> None:
+def vq_worker(workdir: str, arch_name: str = "janus") -> None:
+    from tinyfactory.lm import arch_for
+
     workdir = Path(workdir)
     r, log = setup_worker(workdir, "vq")
-    model, _ = build(workdir)
-    vq = model.model.vqmodel
+    torch.set_num_threads(r.get("vq_threads", 1))
+    model, processor = arch_for(arch_name).build(workdir)
+    vq, loss_fn = arch_for(arch_name).vq_part(model, processor)
     vq.train()     # JanusVQVAE.__init__ puts itself in eval mode (janus.md pitfall 2)
     opt = torch.optim.AdamW(vq.parameters(), lr=r["vq_lr"], betas=(0.9, 0.99), weight_decay=0.0)
     ckpt_path, start = workdir / "vq.safetensors", 0
@@ -145,7 +150,7 @@ def vq_worker(workdir: str) -> None:
         vq.load_state_dict(ck["vq"])
         opt.load_state_dict(ck["opt"])
         start = ck["step"]
-    usage = torch.zeros(vq.config.num_embeddings)
+    usage = torch.zeros(vq.quantize.embedding.weight.shape[0])
     last_save, t0 = time.time(), time.time()
     for step in range(start, r["vq_steps"]):
         rng = data.stream("vq", 0, step, 0, r["seed"])
@@ -154,7 +159,7 @@ def vq_worker(workdir: str) -> None:
         weights = torch.from_numpy(np.stack([b[1] for b in batch]))
         for g in opt.param_groups:
             g["lr"] = lr_at(step, r["vq_steps"], r["vq_lr"], r["warmup"])
-        loss, recon, idx, z = vq_loss(vq, pixels, weights)
+        loss, recon, idx, z = loss_fn(pixels, weights)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vq.parameters(), 1.0)
@@ -194,6 +199,14 @@ def patch_labels(scene: Scene, grid: int, size: int = data.SIZE) -> torch.Tensor
     return torch.from_numpy(out.reshape(-1, 5))
 
 
+def present_pairs(scene: Scene) -> torch.Tensor:
+    """[colours * shapes] multi-hot: which (colour, shape) pairs the scene holds (what POPE asks about)."""
+    out = torch.zeros(len(COLOR_NAMES), len(SHAPES))
+    for o in scene.objects:
+        out[COLOR_NAMES.index(o.color), SHAPES.index(o.shape)] = 1.0
+    return out.flatten()
+
+
 def und_chunks(r: dict, part: str, rank: int, step: int, size: int, packer: Packer, grid: int,
                chunk: int = 4, family_p=None) -> list[dict]:
     """The step's examples sorted by length and packed in chunks of `chunk`, so short sequences are not padded
@@ -207,6 +220,7 @@ def und_chunks(r: dict, part: str, rank: int, step: int, size: int, packer: Pack
         part_exs = exs[k:k + chunk]
         batch = packer.pack(part_exs)
         batch["aux"] = torch.stack([patch_labels(e["scene"], grid) for e in part_exs])
+        batch["present"] = torch.stack([present_pairs(e["scene"]) for e in part_exs])
         batch["weight"] = len(part_exs) / len(exs)
         out.append(batch)
     return out
@@ -223,11 +237,13 @@ def und_loss_with_aux(model, aux_head, batch, aux_weight: float):
     return loss + aux_weight * aux, loss, aux, acc
 
 
-def und_backward(model, aux_head, chunks: list[dict], aux_weight: float, scale: float = 1.0) -> dict:
-    """Accumulate the gradients of a step's chunks; returns the step's mean losses."""
+def und_backward(model, aux_head, chunks: list[dict], aux_weight: float, scale: float = 1.0,
+                 loss_fn=None) -> dict:
+    """Accumulate the gradients of a step's chunks; returns the step's mean losses. `loss_fn(model, aux_head,
+    chunk, aux_weight)` -> (total, answer loss, auxiliary loss, accuracy); Janus' by default."""
     stats = {"loss": 0.0, "aux": 0.0, "acc": 0.0}
     for c in chunks:
-        total, loss, aux, acc = und_loss_with_aux(model, aux_head, c, aux_weight)
+        total, loss, aux, acc = (loss_fn or und_loss_with_aux)(model, aux_head, c, aux_weight)
         (scale * c["weight"] * total).backward()
         for k, v in (("loss", loss.item()), ("aux", aux.item()), ("acc", acc)):
             stats[k] += c["weight"] * v
@@ -249,7 +265,7 @@ def vision_worker(workdir: str) -> None:
     r, log = setup_worker(workdir, "vision")
     model, processor = build(workdir)
     model.train()
-    grid = model.config.vision_config.image_size // model.config.vision_config.patch_size
+    grid = janus_grid(model)
     aux_head = aux_head_for(model, processor.tokenizer, r)
     parts = [model.model.vision_model, model.model.aligner]
     params = [p for m in parts for p in m.parameters()] + list(aux_head.parameters())

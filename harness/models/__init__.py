@@ -27,6 +27,8 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 MODELS.add("tiny-janus", "harness.models.janus:JanusAdapter",
            "bundled tiny Janus pretrained on the embedded shapes world (no download)")
+MODELS.add("tiny-emu3", "harness.models.emu3:Emu3Adapter",
+           "bundled tiny Emu3 pretrained on the embedded shapes world (no download)")
 MODELS.add("janus", "harness.models.janus:JanusAdapter",
            "Janus / Janus-Pro from a hub id or folder: --model-args '{\"model\": \"org/name or path\"}'")
 MODELS.add("janus-pro-1b", "harness.models.janus:JanusAdapter", "deepseek-community/Janus-Pro-1B (Hugging Face)")

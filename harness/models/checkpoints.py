@@ -23,6 +23,10 @@ from harness.store import sha256_file
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 TINY_DIR = Path(__file__).resolve().parent / "tiny_janus"
+TINY_EMU3_DIR = Path(__file__).resolve().parent / "tiny_emu3"
+#: the bundled models' folders -> (name, the command that rebuilds it)
+BUNDLED = {TINY_DIR: ("tiny-janus", "python -m tinyfactory.pretrain"),
+           TINY_EMU3_DIR: ("tiny-emu3", "python -m tinyfactory.pretrain --arch emu3")}
 NAMED = {
     "janus-pro-1b": "deepseek-community/Janus-Pro-1B",
     "janus-pro-7b": "deepseek-community/Janus-Pro-7B",
@@ -132,13 +136,15 @@ def locate(spec: str, revision: str | None = None, download: bool = False, names
             return _checkpoint(spec, path, revision, download, names)
         missing = missing_files(path)
         if missing:
-            where = "the bundled tiny model" if path == TINY_DIR else f"model folder {path}"
-            hint = (" (run `python -m tinyfactory.pretrain` to rebuild it)" if path == TINY_DIR else "")
+            bundled = BUNDLED.get(path)
+            where = f"the bundled tiny model ({bundled[0]})" if bundled else f"model folder {path}"
+            hint = f" (run `{bundled[1]}` to rebuild it)" if bundled else ""
             raise WeightsError(f"{where} is missing {', '.join(missing)}; a model folder needs {NEEDED}{hint}")
         return Source(spec, path, "local")
-    if names.get(spec) == str(TINY_DIR):
-        raise WeightsError(f"the bundled tiny model is missing (expected {TINY_DIR} with {NEEDED}); reinstall the "
-                           "package or run `python -m tinyfactory.pretrain`")
+    bundled = BUNDLED.get(Path(names[spec])) if spec in names else None
+    if bundled:
+        raise WeightsError(f"the bundled tiny model is missing (expected {names[spec]} with {NEEDED}); reinstall "
+                           f"the package or run `{bundled[1]}`")
     if HUB_ID.match(target):
         found = hub_snapshot(target, revision)
         if found is None and download:

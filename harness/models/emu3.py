@@ -26,7 +26,7 @@ import math
 from pathlib import Path
 
 from harness.errors import HarnessError, WeightsError
-from harness.models.checkpoints import Source, locate
+from harness.models.checkpoints import TINY_EMU3_DIR, Source, locate
 from harness.models.common import (TransformersAdapter, apply_adapter, as_bool, check_dtype, loading_failed,
                                    parse_size)
 from harness.models.emu3_decode import NEGATIVE_PROMPT, SYSTEM_PROMPT, understanding_prompt
@@ -37,7 +37,7 @@ from harness.types import Request, Response
 ADAPTER_VERSION = 1
 CHAT_HUB, GEN_HUB = "BAAI/Emu3-Chat-hf", "BAAI/Emu3-Gen-hf"
 #: registered names -> where their files are (the pair's trained half is its chat half)
-NAMES = {"emu3": CHAT_HUB, "emu3-chat": CHAT_HUB, "emu3-gen": GEN_HUB}
+NAMES = {"emu3": CHAT_HUB, "emu3-chat": CHAT_HUB, "emu3-gen": GEN_HUB, "tiny-emu3": str(TINY_EMU3_DIR)}
 ROLES = {"emu3": ("chat", "gen"), "emu3-chat": ("chat",), "emu3-gen": ("gen",), CHAT_HUB: ("chat",),
          GEN_HUB: ("gen",)}
 DEFAULTS = {"guidance_scale": 3.0, "temperature": 1.0, "top_k": 2048, "max_new_tokens": 128,
@@ -67,7 +67,9 @@ class Emu3Adapter(TransformersAdapter):
                           "system_prompt": system_prompt, "image_area": image_area}
         self.halves = self._locate(spec, {"chat": chat, "gen": gen}, revision, as_bool(download))
         self.kinds = tuple(KIND_OF[r] for r in ("chat", "gen") if r in self.halves)
-        self.default_data = None
+        # the bundled model knows only the embedded world
+        first = self.halves["chat" if "chat" in self.halves else "gen"]
+        self.default_data = "shapes" if (first.base or first).path == TINY_EMU3_DIR else None
         self._loaded: dict[str, tuple] = {}     # source path + adapter -> (model, processor)
         self._peft: list = []
         self._fp: str | None = None
@@ -155,6 +157,11 @@ class Emu3Adapter(TransformersAdapter):
                "halves": {r: s.describe() for r, s in self.halves.items()}}
         if any(s.adapter_dir for s in self.halves.values()):
             out["merge_lora"] = self.merge_lora
+        trained = self._trained()
+        training = (trained.base or trained).path / "training.json"
+        if training.is_file():
+            meta = json.loads(training.read_text())
+            out["training"] = {k: meta.get(k) for k in ("seed", "world_version", "device", "wall_seconds", "steps")}
         if "gen" in self.halves:
             side = self.generation_grid()[0] * 8
             out["native_image_size"] = side
