@@ -1,4 +1,5 @@
-"""Training data for the bundled tiny Janus, drawn from the embedded world's "train" seed stream.
+"""Training data for the bundled tiny models (both architectures draw the same examples), from the embedded
+world's "train" seed stream.
 
 Every example is a pure function of (part, rank, step, index) through `harness.world.scene.rng_for("train", ...)`,
 so an interrupted run resumes on exactly the examples it would have seen, and held-out checks (the world's

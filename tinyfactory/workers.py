@@ -1,7 +1,8 @@
 """Training parts of `tinyfactory.pretrain` and the pieces the LM phases share (one process, one thread each).
 
-* `vq_worker`: the VQ autoencoder alone (own quantiser, object pixels up-weighted, dead codes restarted);
-* `vision_worker`: the understanding encoder and aligner alone on an auxiliary per-patch task (colour / shape /
+* `vq_worker`: the VQ autoencoder alone (own quantiser, object pixels up-weighted, dead codes restarted), for
+  either architecture (the loss is the architecture's, `vq_part`);
+* `vision_worker` (Janus only): the understanding encoder and aligner alone on an auxiliary per-patch task (colour / shape /
   size of the object under each patch, and the patch's row and column); the head is training-only, not exported;
 * the LM phases (understanding, then understanding + generation) run on two ranks, see `tinyfactory.lm`; they use
   `und_chunks` / `und_backward` from here (packed prompts plus the same auxiliary head, kept on).
