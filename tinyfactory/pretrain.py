@@ -221,7 +221,8 @@ def main(argv=None) -> int:
     prepare(workdir, r)
 
     from tinyfactory.lm import lm_worker
-    from tinyfactory.workers import vision_worker, vq_worker
+    from tinyfactory.vq import vq_worker
+    from tinyfactory.workers import vision_worker
 
     first = [(vq_worker, "vq.done")] + ([] if emu3 else [(vision_worker, "vision.done")])
     jobs = [(f, (str(workdir), a.arch)) if f is vq_worker else (f, (str(workdir),))

@@ -1,7 +1,6 @@
-"""Training parts of `tinyfactory.pretrain` and the pieces the LM phases share (one process, one thread each).
+"""Training parts of `tinyfactory.pretrain` and the pieces the LM phases share (one process, one thread each; the
+VQ part is `tinyfactory.vq`).
 
-* `vq_worker`: the VQ autoencoder alone (own quantiser, object pixels up-weighted, dead codes restarted), for
-  either architecture (the loss is the architecture's, `vq_part`);
 * `vision_worker` (Janus only): the understanding encoder and aligner alone on an auxiliary per-patch task (colour / shape /
   size of the object under each patch, and the patch's row and column); the head is training-only, not exported;
 * the LM phases (understanding, then understanding + generation) run on two ranks, see `tinyfactory.lm`; they use
@@ -23,7 +22,7 @@ import torch.nn.functional as F
 
 from harness.statefile import load_legacy, load_state, save_state
 from tinyfactory import data
-from tinyfactory.steps import Packer, images_to_tensor, restart_dead_codes, understanding_loss
+from tinyfactory.steps import Packer, images_to_tensor, understanding_loss
 from harness.world.render import render
 from harness.world.scene import COLOR_NAMES, SHAPES, Scene
 
@@ -132,52 +131,6 @@ def setup_worker(workdir: Path, part: str):
     hf_logging.disable_progress_bar()
     recipe = json.loads((workdir / "recipe.json").read_text())
     return recipe, Log(workdir / f"{part}.log.jsonl")
-
-
-# ------------------------------------------------------------------------------------------------ VQ
-
-def vq_worker(workdir: str, arch_name: str = "janus") -> None:
-    from tinyfactory.lm import arch_for
-
-    workdir = Path(workdir)
-    r, log = setup_worker(workdir, "vq")
-    torch.set_num_threads(r.get("vq_threads", 1))
-    model, processor = arch_for(arch_name).build(workdir)
-    vq, loss_fn = arch_for(arch_name).vq_part(model, processor)
-    vq.train()     # JanusVQVAE.__init__ puts itself in eval mode (janus.md pitfall 2)
-    opt = torch.optim.AdamW(vq.parameters(), lr=r["vq_lr"], betas=(0.9, 0.99), weight_decay=0.0)
-    ckpt_path, start = workdir / "vq.safetensors", 0
-    if (ck := load_ckpt(ckpt_path)) is not None:
-        vq.load_state_dict(ck["vq"])
-        opt.load_state_dict(ck["opt"])
-        start = ck["step"]
-    usage = torch.zeros(vq.quantize.embedding.weight.shape[0])
-    last_save, t0 = time.time(), time.time()
-    for step in range(start, r["vq_steps"]):
-        rng = data.stream("vq", 0, step, 0, r["seed"])
-        batch = [data.vq_example(rng) for _ in range(r["vq_batch"])]
-        pixels = images_to_tensor([b[0] for b in batch])
-        weights = torch.from_numpy(np.stack([b[1] for b in batch]))
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, r["vq_steps"], r["vq_lr"], r["warmup"])
-        loss, recon, idx, z = loss_fn(pixels, weights)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vq.parameters(), 1.0)
-        opt.step()
-        usage += torch.bincount(idx.flatten(), minlength=usage.numel()).float()
-        restarted = 0
-        if (step + 1) % r["vq_restart_every"] == 0 and step < 0.8 * r["vq_steps"]:
-            restarted = restart_dead_codes(vq, usage, z, rng)
-            usage.zero_()
-        if step % r["log_every"] == 0 or step == r["vq_steps"] - 1:
-            log.write(step=step, loss=loss.item(), mse=(recon - pixels).pow(2).mean().item(),
-                      used=int((usage > 0).sum()), restarted=restarted, t=round(time.time() - t0, 1))
-        if time.time() - last_save > r["save_every_s"]:
-            save_atomic({"vq": vq.state_dict(), "opt": opt.state_dict(), "step": step + 1}, ckpt_path)
-            last_save = time.time()
-    save_atomic({"vq": vq.state_dict(), "opt": opt.state_dict(), "step": r["vq_steps"]}, ckpt_path)
-    mark_done(workdir, "vq")
 
 
 # ------------------------------------------------------------------------------------------------ understanding
