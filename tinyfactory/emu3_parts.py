@@ -27,11 +27,9 @@ import torch.nn.functional as F
 from harness.models.emu3_decode import image_mask, merge_visual, understanding_prompt
 from harness.models.emu3_hooks import Emu3Hooks, square_side
 from harness.world.scene import COLOR_NAMES, SHAPES
-from tinyfactory.steps import Packer, packed_answer_loss
+from tinyfactory.steps import Packer, packed_answer_loss, reconstruction_loss
 from tinyfactory.workers import AuxHead, load_ckpt
 
-MODEL = dict(hidden=128, layers=4, heads=4, kv_heads=4, intermediate=512, codes=512, embed_dim=8, vq_base=32,
-             vq_latent=8, vq_res_blocks=1, max_positions=1024)
 IMAGE_SIZE = 64
 
 
@@ -63,9 +61,7 @@ def vq_loss(hooks: Emu3Hooks, pixels: torch.Tensor, weights: torch.Tensor):
     q = hooks.code_embeddings(idx)
     q_loss = (q - z.detach()).pow(2).sum(-1).mean() + 0.25 * (z - q.detach()).pow(2).sum(-1).mean()
     recon = hooks.decode(z + (q - z).detach())
-    err = recon - pixels
-    rec = (weights[:, None] * (err.pow(2) + 0.5 * err.abs())).mean()
-    return rec + q_loss, recon, idx, z.reshape(-1, z.shape[-1])
+    return reconstruction_loss(recon, pixels, weights) + q_loss, recon, idx, z.reshape(-1, z.shape[-1])
 
 
 class SetHead(torch.nn.Module):

@@ -36,9 +36,13 @@ def vq_loss(vq, pixels: torch.Tensor, weights: torch.Tensor):
     """(loss, reconstruction, codes, latents): weighted L2 + L1 reconstruction plus codebook/commitment."""
     zq, idx, q_loss, z = quantise(vq, pixels)
     recon = vq.decoder(vq.post_quant_conv(zq))
+    return reconstruction_loss(recon, pixels, weights) + q_loss, recon, idx, z
+
+
+def reconstruction_loss(recon: torch.Tensor, pixels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Per-pixel weighted L2 + 0.5 L1 (object pixels weigh more, `data.vq_example`); both architectures' VQ."""
     err = recon - pixels
-    rec = (weights[:, None] * (err.pow(2) + 0.5 * err.abs())).mean()
-    return rec + q_loss, recon, idx, z
+    return (weights[:, None] * (err.pow(2) + 0.5 * err.abs())).mean()
 
 
 def restart_dead_codes(vq, usage: torch.Tensor, latents: torch.Tensor, rng: np.random.Generator) -> int:
