@@ -67,15 +67,22 @@ def headline_problems(results: dict) -> tuple[list[str], list[str]]:
     """(failures, notes) about tasks whose headline metric has no value ({task: TaskResult}).
 
     A missing headline on the whole data set is a failure of the run (every judgement failed, a category lost);
-    under --limit, tasks that refuse a partial headline (WISE's Overall needs every prompt) give a note instead."""
+    under --limit, tasks that refuse a partial headline (WISE's Overall needs every prompt) give a note instead.
+    A headline that the official formula leaves undefined for these answers (POPE's F1 for a model that never says
+    yes), with no request failed, is a measurement: a note, and the run is complete."""
     failures, notes = [], []
     for name, res in results.items():
         metric = res.metric()
         if metric is None or metric.value is not None:    # a task without that metric declares no headline value
             continue
         details = res.details if isinstance(res.details, dict) else {}
-        reason = details.get(f"{res.headline}_refused")
         counts = res.counts
+        undefined = details.get(f"{res.headline}_undefined")
+        if undefined and not counts.failed:
+            notes.append(f"{name}: headline {res.headline!r} is undefined for these answers ({undefined}); "
+                         "reported as undefined, the other metrics stand")
+            continue
+        reason = details.get(f"{res.headline}_refused")
         if not reason and counts.requests:
             reason = f"{counts.failed or 0} of {counts.requests} requests failed"
         line = f"{name}: headline {res.headline!r} could not be computed" + (f" ({reason})" if reason else "")

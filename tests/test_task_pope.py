@@ -143,3 +143,39 @@ def test_shapes_world_end_to_end(shapes):
     _, metrics = run_task(task, ScriptedModel(oracle))
     v = values(metrics)
     assert v["f1"] == 1.0 and {"random_f1", "popular_f1", "adversarial_f1"} <= set(v)
+
+
+def test_a_model_that_never_says_yes_has_an_undefined_f1_and_a_complete_run(official_dir, tmp_path, capsys):
+    # the official evaluate.py raises ZeroDivisionError on such a split: the headline is undefined, which is a
+    # measurement of the model (not a failed run), so the command succeeds and says why there is no F1
+    from harness.leaderboard.cells import from_results
+    from harness.report import results_rows
+    from harness.results import read_task_result
+
+    preds = write_predictions(tmp_path / "p.jsonl", {k: "No" for k in PREDICTIONS} | {"adversarial:4": "No"})
+    out = score_cli(capsys, "pope", official_dir, preds, "--output", tmp_path / "scored.json")
+    assert out["metrics"]["f1"]["value"] is None and out["metrics"]["random_accuracy"]["value"] == pytest.approx(0.4)
+    assert out["metrics"]["random_yes_ratio"]["value"] == 0
+    res = read_task_result(tmp_path / "scored.json")
+    why = res.details["f1_undefined"]
+    assert "adversarial: no 'yes' prediction" in why and "random: no 'yes' prediction" in why
+    assert results_rows({"pope": res}, full=False)[0][2] == "undefined"
+    col = type("Col", (), {"task": "pope", "metric": None, "scale": 100.0})()
+    assert "pope f1 is undefined for this model's answers" in from_results(res, col, "run").notes[0]
+
+
+def test_an_undefined_f1_with_failed_requests_is_still_a_failure():
+    from harness.health import headline_problems
+
+    class Res:          # the parts of a TaskResult that headline_problems reads
+        headline, details, dataset = "f1", {"f1_undefined": "random: no 'yes' prediction"}, None
+        counts = type("Counts", (), {"failed": 3, "requests": 5})()
+
+        def metric(self):
+            return type("M", (), {"value": None})()
+
+    failures, notes = headline_problems({"pope": Res()})
+    assert failures == ["pope: headline 'f1' could not be computed (3 of 5 requests failed)"] and not notes
+    Res.counts.failed = 0
+    failures, notes = headline_problems({"pope": Res()})
+    assert not failures and "undefined for these answers" in notes[0]

@@ -133,7 +133,11 @@ def from_results(res, col, run_path: str) -> Cell:
         return cell
     if m.value is None:
         failed = res.counts.failed
-        cell.notes.append(f"{col.task} {metric} has no value" + (f" ({failed} failed requests)" if failed else ""))
+        undefined = (res.details if isinstance(res.details, dict) else {}).get(f"{metric}_undefined")
+        if undefined and not failed:
+            cell.notes.append(f"{col.task} {metric} is undefined for this model's answers ({undefined})")
+        else:
+            cell.notes.append(f"{col.task} {metric} has no value" + (f" ({failed} failed requests)" if failed else ""))
         return cell
     scale = m.scale or res.display_scale or col.scale or 100.0
     try:

@@ -204,12 +204,30 @@ class POPE(Task):
         metrics["f1"] = headline
         metrics["details"] = {"splits": result["splits"], "pooled": result["all"], "mean_f1": result["mean_f1"],
                               "n_failed": sum(r["failed"] for r in records)}
+        if result["mean_f1"] is None and result["splits"]:
+            metrics["details"]["f1_undefined"] = _why_f1_undefined(result["splits"])
         return metrics
 
     def settings(self):
         return {"prompt_template": PROMPT_ID, "max_new_tokens": MAX_NEW_TOKENS, **GREEDY,
                 "extraction": "evaluate.py heuristic" if self.profile == "official" else "exact match (lmms-eval)",
                 "headline": "mean F1 over the splits present", "default_hub": HUB["repo"], "split": HUB["split"]}
+
+
+def _why_f1_undefined(splits: dict) -> str:
+    """Which splits have no F1 and why, as the official script would fail on them (a measurement, not an error)."""
+    reasons = []
+    for split, m in sorted(splits.items()):
+        if m["f1"] is not None:
+            continue
+        if m["tp"] + m["fp"] == 0:
+            why = "no 'yes' prediction, so precision divides by zero"
+        elif m["tp"] + m["fn"] == 0:
+            why = "no 'yes' label, so recall divides by zero"
+        else:
+            why = "no true positive, so precision + recall = 0"
+        reasons.append(f"{split}: {why}")
+    return "; ".join(reasons) + " (the official evaluate.py raises ZeroDivisionError there)"
 
 
 def _code(answer: str) -> int:
