@@ -38,6 +38,11 @@ def test_bundled_model_answers_and_draws(name, folder):
     assert ans[0].ok and ans[0].text
     img = tiny.generate([Request("model", "generate", text="a photo of a red circle", seed=1, params={"size": 64})])
     assert img[0].ok and img[0].images[0].pil().size == (64, 64)
+    # an empty caption is a prompt (UnifiedBench regenerates from whatever the model said); no text is an error
+    empty, missing = tiny.generate([Request("model", "generate", text="", seed=1, params={"size": 64}),
+                                    Request("model", "generate", text=None, seed=1, params={"size": 64})])
+    assert empty.ok and empty.images[0].pil().size == (64, 64)
+    assert not missing.ok and missing.error == "generate needs a text prompt"
     assert tiny.default_data == "shapes" and tiny.describe()["training"]["seed"] == 0
 
 

@@ -155,8 +155,9 @@ def test_generate_one_seeded_image_per_request_whatever_the_batch(pair):
     assert alone == h[0] and h[0] != h[2]                # the same seed gives the same pixels; another seed, not
     again = pair.generate([_gen("green", 9), _gen("yellow square", 4), _gen("a red circle", 1)])[2]
     assert again.images[0].sha256 == h[0]
-    sized = pair.generate([_gen("a red circle", 1, size=48), _gen("", 1)])
-    assert sized[0].images[0].pil().size == (48, 48) and not sized[1].ok
+    sized = pair.generate([_gen("a red circle", 1, size=48), _gen("", 1), _gen(None, 1)])
+    assert sized[0].images[0].pil().size == (48, 48)
+    assert sized[1].ok and not sized[2].ok          # an empty caption is a prompt (UnifiedBench); no text is not
 
 
 class RecordingPipeline:

@@ -295,9 +295,10 @@ class CompositeAdapter(TransformersAdapter):
         import torch
         from PIL import Image as PILImage
 
-        out: list[Response | None] = [None if r.text else Response.failure("generate needs a text prompt")
+        # "" is a prompt (an empty caption in UnifiedBench: UAE's pipeline draws from it)
+        out: list[Response | None] = [None if r.text is not None else Response.failure("generate needs a text prompt")
                                       for r in requests]
-        todo = [(i, r) for i, r in enumerate(requests) if r.text]
+        todo = [(i, r) for i, r in enumerate(requests) if r.text is not None]
         if not todo:
             return out
         pipe = self.pipeline()

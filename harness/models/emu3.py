@@ -264,7 +264,8 @@ class Emu3Adapter(TransformersAdapter):
         from harness.models.emu3_decode import (decode_codes, generation_inputs, generators_for,
                                                 sample_image_codes, to_pil)
 
-        bad = {i: Response.failure("generate needs a text prompt") for i, r in enumerate(requests) if not r.text}
+        bad = {i: Response.failure("generate needs a text prompt") for i, r in enumerate(requests)
+               if r.text is None}   # "" is a prompt (an empty caption in UnifiedBench: UAE draws from it)
         if len(bad) == len(requests):
             return [bad[i] for i in range(len(requests))]
         model, processor = self.load("gen")

@@ -187,7 +187,8 @@ class JanusAdapter(TransformersAdapter):
         from PIL import Image as PILImage
         from harness.models.janus_decode import decode_codes, generators_for, sample_image_codes, to_pil
 
-        bad = {i: Response.failure("generate needs a text prompt") for i, r in enumerate(requests) if not r.text}
+        bad = {i: Response.failure("generate needs a text prompt") for i, r in enumerate(requests)
+               if r.text is None}   # "" is a prompt (an empty caption in UnifiedBench: UAE draws from it)
         model, processor = self.load()
         out: list[Response | None] = [bad.get(i) for i in range(len(requests))]
         tok = processor.tokenizer
