@@ -199,7 +199,7 @@ def test_mismatched_cells_are_blanked_with_their_reason(store):
     expected = {"mmmu": "MMMU: scoring profile 'lmms'; the column needs 'official'",
                 "mmbench": "MMBench: task version '0'; the column needs '1'",
                 "pope": "POPE: data source 'path'; the column needs 'hub'",
-                "overall": "Overall needs MMMU, MMBench, POPE (not evaluated or not comparable)"}
+                "overall": "Overall needs a value for MMMU, MMBench, POPE (see their cells)"}
     text = markdown(und)
     for cid, note in expected.items():
         assert other[cid].value is None and other[cid].notes == [note]
@@ -367,3 +367,18 @@ def test_tasks_a_model_cannot_serve_read_not_applicable(tmp_path):
     assert cells(gen, "janus-pro-7b")["geneval"].value == pytest.approx(80.0)
     assert not cells(gen, "janus-pro-7b")["geneval"].not_applicable
     assert json.loads(to_json(gen))["rows"][1]["cells"]["geneval"]["not_applicable"] is True
+
+
+def test_an_aggregate_names_inputs_not_evaluated_apart_from_inputs_without_a_value():
+    from types import SimpleNamespace
+
+    from harness.leaderboard.cells import Cell, aggregate
+
+    col = SimpleNamespace(kind="consistency_score", label="Consistency")
+    labels = {"unified_bench": "UnifiedBench", "wise": "WISE"}
+    undefined = Cell(notes=["wise overall is undefined for this model's answers"], source="shapes")
+    assert aggregate(col, {"unified_bench": None, "wise": undefined}, labels).notes == \
+        ["Consistency needs UnifiedBench (not evaluated) and a value for WISE (see its cell)"]
+    measured = Cell(value=50.0, source="shapes")
+    assert aggregate(col, {"unified_bench": None, "wise": measured}, labels).notes == \
+        ["Consistency needs UnifiedBench (not evaluated)"]

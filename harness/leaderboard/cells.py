@@ -226,9 +226,14 @@ def aggregate(col, inputs: dict, labels: dict) -> Cell | None:
     if inapplicable:
         return Cell(notes=[f"{col.label}: not applicable, the model cannot be evaluated on {', '.join(inapplicable)}"],
                     not_applicable=True)
-    missing = [labels[p] for p, c in inputs.items() if c is None or c.value is None]
-    if missing:
-        return Cell(notes=[f"{col.label} needs {', '.join(missing)} (not evaluated or not comparable)"])
+    absent = [labels[p] for p, c in inputs.items() if c is None]
+    valueless = [labels[p] for p, c in inputs.items() if c is not None and c.value is None]
+    if absent or valueless:
+        # a valueless input cell already says why (not comparable, undefined, failed): point there
+        parts = ([f"{', '.join(absent)} (not evaluated)"] if absent else []) + \
+            ([f"a value for {', '.join(valueless)} (see {'its cell' if len(valueless) == 1 else 'their cells'})"]
+             if valueless else [])
+        return Cell(notes=[f"{col.label} needs " + " and ".join(parts)])
     cells = list(inputs.values())
     if len({c.source for c in cells}) > 1:
         return Cell(notes=[f"{col.label}: inputs come from different data sources; not combined"])
