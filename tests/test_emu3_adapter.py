@@ -125,8 +125,9 @@ def test_generate_one_seeded_image_per_request_whatever_the_batch(model):
     other = model.generate([_gen("yes", 5), _gen("a red circle", 1), _gen("A B C D green", 9)])[1].images[0].sha256
     assert alone == h[0] == other
     assert out[0].images[0].pil().size == (32, 32)
-    sized = model.generate([_gen("a red circle", 1, size=48), _gen("", 1)])
-    assert sized[0].images[0].pil().size == (48, 48) and not sized[1].ok
+    sized = model.generate([_gen("a red circle", 1, size=48), _gen("", 1), _gen(None, 1)])
+    assert sized[0].images[0].pil().size == (48, 48)
+    assert sized[1].ok and not sized[2].ok      # an empty caption is a prompt (UnifiedBench); no text is not
 
 
 def test_guided_generation_is_transformers_generate_under_emu3s_layout_constraint(model):

@@ -107,9 +107,10 @@ def test_generate_one_seeded_image_per_request(model):
 def test_generate_resizes_to_the_requested_size_and_reports_failures(model):
     out = model.generate([Request("model", "generate", text="a red circle", seed=1, params={"size": 48}),
                           Request("model", "generate", text="a red circle", seed=1, params={"size": [40, 24]}),
-                          Request("model", "generate", text="", seed=1)])
+                          Request("model", "generate", text="", seed=1),
+                          Request("model", "generate", text=None, seed=1)])
     assert out[0].images[0].pil().size == (48, 48) and out[1].images[0].pil().size == (40, 24)
-    assert not out[2].ok
+    assert out[2].ok and not out[3].ok          # an empty caption is a prompt (UnifiedBench); no text is not
     assert parse_size("64x32") == (64, 32) and parse_size(16) == (16, 16) and parse_size(None) is None
 
 
