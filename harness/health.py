@@ -77,8 +77,8 @@ def headline_problems(results: dict) -> tuple[list[str], list[str]]:
             continue
         details = res.details if isinstance(res.details, dict) else {}
         counts = res.counts
-        undefined = details.get(f"{res.headline}_undefined")
-        if undefined and not counts.failed:
+        undefined = res.undefined_reason()
+        if undefined:
             notes.append(f"{name}: headline {res.headline!r} is undefined for these answers ({undefined}); "
                          "reported as undefined, the other metrics stand")
             continue

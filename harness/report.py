@@ -32,10 +32,9 @@ def results_rows(results: dict, full: bool = True) -> list[list[str]]:
         order = ([res.headline] if res.headline in metrics else []) + [m for m in metrics if m != res.headline]
         if not full and res.headline in metrics:
             order = [res.headline]
-        details = res.details if isinstance(res.details, dict) else {}
         for i, name in enumerate(order):
             m, scale = metrics[name], res.scale(name)
-            value = "undefined" if m.value is None and details.get(f"{name}_undefined") else fmt(m.value, scale)
+            value = "undefined" if res.undefined_reason(name) else fmt(m.value, scale)
             rows.append([
                 task if i == 0 else "", name + (" *" if name == res.headline else ""), value,
                 fmt(m.stderr, scale) if m.stderr is not None else "-", str(m.n) if m.n is not None else "-",

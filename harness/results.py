@@ -104,6 +104,16 @@ class TaskResult:
         m = self.metric(name)
         return None if m is None or m.value is None else float(m.value) * self.scale(name)
 
+    def undefined_reason(self, name: str | None = None) -> str | None:
+        """Why a metric without a value is undefined by its official formula for these answers (POPE's F1 when a
+        model never says yes): a measurement, not a failure. None when it has a value, the task gave no such
+        reason, or requests failed (then the missing value is the failures' doing)."""
+        name = name or self.headline or ""
+        m = self.metric(name)
+        if m is None or m.value is not None or self.counts.failed or not isinstance(self.details, dict):
+            return None
+        return self.details.get(f"{name}_undefined")
+
     def lookup(self, path: str):
         """The recorded value at a dotted path ("dataset.source", "settings.backbone_set"); None when absent."""
         obj: Any = self.to_dict()

@@ -166,16 +166,12 @@ def test_a_model_that_never_says_yes_has_an_undefined_f1_and_a_complete_run(offi
 
 def test_an_undefined_f1_with_failed_requests_is_still_a_failure():
     from harness.health import headline_problems
+    from harness.results import Counts, Metric, TaskResult
 
-    class Res:          # the parts of a TaskResult that headline_problems reads
-        headline, details, dataset = "f1", {"f1_undefined": "random: no 'yes' prediction"}, None
-        counts = type("Counts", (), {"failed": 3, "requests": 5})()
-
-        def metric(self):
-            return type("M", (), {"value": None})()
-
-    failures, notes = headline_problems({"pope": Res()})
+    res = TaskResult("pope", {"f1": Metric(None)}, headline="f1", counts=Counts(requests=5, failed=3),
+                     details={"f1_undefined": "random: no 'yes' prediction"})
+    failures, notes = headline_problems({"pope": res})
     assert failures == ["pope: headline 'f1' could not be computed (3 of 5 requests failed)"] and not notes
-    Res.counts.failed = 0
-    failures, notes = headline_problems({"pope": Res()})
+    res.counts.failed = 0
+    failures, notes = headline_problems({"pope": res})
     assert not failures and "undefined for these answers" in notes[0]

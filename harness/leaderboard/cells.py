@@ -133,8 +133,8 @@ def from_results(res, col, run_path: str) -> Cell:
         return cell
     if m.value is None:
         failed = res.counts.failed
-        undefined = (res.details if isinstance(res.details, dict) else {}).get(f"{metric}_undefined")
-        if undefined and not failed:
+        undefined = res.undefined_reason(metric)
+        if undefined:
             cell.notes.append(f"{col.task} {metric} is undefined for this model's answers ({undefined})")
         else:
             cell.notes.append(f"{col.task} {metric} has no value" + (f" ({failed} failed requests)" if failed else ""))
