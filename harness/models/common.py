@@ -11,6 +11,18 @@ DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16
           "float16": "float16", "fp16": "float16"}
 
 
+def pretraining_summary(source) -> dict | None:
+    """How a bundled tiny model was pretrained (its folder's training.json, also under a trainer checkpoint that
+    post-trains it), for `describe()`; None for other models."""
+    import json
+
+    training = (source.base or source).path / "training.json"
+    if not training.is_file():
+        return None
+    meta = json.loads(training.read_text())
+    return {k: meta.get(k) for k in ("seed", "world_version", "device", "wall_seconds", "steps")}
+
+
 def parse_size(value) -> tuple[int, int] | None:
     """Requested image size: int, [w, h] or "WxH" -> (w, h)."""
     if value is None:

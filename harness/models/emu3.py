@@ -28,7 +28,7 @@ from pathlib import Path
 from harness.errors import HarnessError, WeightsError
 from harness.models.checkpoints import TINY_EMU3_DIR, Source, locate
 from harness.models.common import (TransformersAdapter, apply_adapter, as_bool, check_dtype, loading_failed,
-                                   parse_size)
+                                   parse_size, pretraining_summary)
 from harness.models.emu3_decode import NEGATIVE_PROMPT, SYSTEM_PROMPT, understanding_prompt
 from harness.runner import fingerprint_of, free_accelerator_memory
 from harness.types import Request, Response
@@ -157,11 +157,9 @@ class Emu3Adapter(TransformersAdapter):
                "halves": {r: s.describe() for r, s in self.halves.items()}}
         if any(s.adapter_dir for s in self.halves.values()):
             out["merge_lora"] = self.merge_lora
-        trained = self._trained()
-        training = (trained.base or trained).path / "training.json"
-        if training.is_file():
-            meta = json.loads(training.read_text())
-            out["training"] = {k: meta.get(k) for k in ("seed", "world_version", "device", "wall_seconds", "steps")}
+        training = pretraining_summary(self._trained())
+        if training:
+            out["training"] = training
         if "gen" in self.halves:
             side = self.generation_grid()[0] * 8
             out["native_image_size"] = side

@@ -16,7 +16,7 @@ import json
 from harness.errors import HarnessError
 from harness.models.checkpoints import TINY_DIR, Source, locate
 from harness.models.common import (TransformersAdapter, apply_adapter, as_bool, check_dtype, loading_failed,
-                                   parse_size)
+                                   parse_size, pretraining_summary)
 from harness.models.janus_prompts import generation_prompt, understanding_prompt
 from harness.runner import fingerprint_of, free_accelerator_memory
 from harness.types import Request, Response
@@ -96,10 +96,9 @@ class JanusAdapter(TransformersAdapter):
                                "(bicubic) to the requested size when it differs"}
         if self.source.adapter_dir:
             out["merge_lora"] = self.merge_lora
-        training = (self.source.base or self.source).path / "training.json"
-        if training.is_file():
-            meta = json.loads(training.read_text())
-            out["training"] = {k: meta.get(k) for k in ("seed", "world_version", "device", "wall_seconds", "steps")}
+        training = pretraining_summary(self.source)
+        if training:
+            out["training"] = training
         return out
 
     # ------------------------------------------------------------------------------------------ loading
