@@ -6,7 +6,7 @@
 #      3 seeds each, every final checkpoint evaluated on every task;
 #   3. every leaderboard built from that one results store, and the README's world table copied from it.
 # Usage: bash leaderboards/regenerate_world.sh [WORK_DIR]      (default runs/world; MODELS="tiny-janus" for one)
-# About 35 minutes per model on 2 CPU cores.
+# About 76 minutes on 2 CPU cores (33 for tiny-janus, 42 for tiny-emu3).
 set -euo pipefail
 work=${1:-runs/world}
 steps=${STEPS:-300}
