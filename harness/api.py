@@ -231,7 +231,7 @@ def evaluate(model, tasks, config: RunConfig | None = None) -> RunResult:
 
 def _run(runner: UnifiedModel, task_objs: list[Task], config: RunConfig, output: Path, cache,
          skipped: dict | None = None) -> RunResult:
-    from harness.models import model_slug
+    from harness.models import model_path, model_slug
     from harness.scorers import make_scorer
 
     fp = runner.fingerprint()
@@ -241,7 +241,9 @@ def _run(runner: UnifiedModel, task_objs: list[Task], config: RunConfig, output:
                                         for t in task_objs),
                              config.limit, config.seed, config.tags)
     store = RunStore(output, model_slug(runner), config.run_name or f"run-{run_key[:10]}")
-    model_info = {"spec": getattr(runner, "spec", runner.name), **runner.describe()}
+    path = model_path(runner)
+    model_info = {"spec": getattr(runner, "spec", runner.name), **({"path": path} if path else {}),
+                  **runner.describe()}
     cli = config.cli if config.cli is not None else sys.argv
     manifest = Manifest(
         run_id=store.run_id, status="running", started=now(), finished=None, model=model_info,

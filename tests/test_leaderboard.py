@@ -46,12 +46,14 @@ def task_result(task, value, stderr=None, *, source="hub", profile=None, version
 
 
 def write_run(root: Path, model: str, run_id: str, results: dict, *, finished: float, tags=None,
-              status="complete") -> Path:
-    """results: task -> results.json dict, or a plain value (official hub result, no stderr)."""
+              status="complete", spec=None, path=None) -> Path:
+    """results: task -> results.json dict, or a plain value (official hub result, no stderr). model: the store
+    folder; spec and path: how the run named the model and where it resolved (default: the folder's name)."""
     run = root / model / run_id
     results = {t: r if isinstance(r, dict) else task_result(t, r, model=model) for t, r in results.items()}
     manifest = {"run_id": run_id, "status": status, "started": finished - 10, "finished": finished,
-                "model": {"spec": model, "name": model, "fingerprint": model + ":fp"}, "tasks": list(results),
+                "model": {"spec": spec or model, "name": model, "fingerprint": (spec or model) + ":fp",
+                          **({"path": path} if path else {})}, "tasks": list(results),
                 "config": {"seed": 1234, "tags": tags or {}}, "data": {t: r["dataset"] for t, r in results.items()},
                 "env": {"harness": "0.1.0"}, "tags": tags or {},
                 "invocations": [{"cli": ["python", "-m", "harness", "run"], "started": finished - 10,
@@ -382,3 +384,22 @@ def test_an_aggregate_names_inputs_not_evaluated_apart_from_inputs_without_a_val
     measured = Cell(value=50.0, source="shapes")
     assert aggregate(col, {"unified_bench": None, "wise": measured}, labels).notes == \
         ["Consistency needs UnifiedBench (not evaluated)"]
+
+
+def test_checkpoints_named_alike_in_different_runs_are_rows_of_their_own(tmp_path):
+    """Trainer checkpoints of two base models share a name (sft-s0-step000300), so their results share a store
+    folder; each keeps its own row and numbers, labelled as the user named it."""
+    root = tmp_path / "results"
+    folder = "sft-s0-step000300"
+    write_run(root, folder, "run-a", {"vqav2_val": 0.61}, finished=100, spec="runs/a/sft-s0-step000300",
+              path="/work/runs/a/sft-s0-step000300")
+    write_run(root, folder, "run-b", {"vqav2_val": 0.72}, finished=200, spec="runs/b/sft-s0-step000300",
+              path="/work/runs/b/sft-s0-step000300")
+    # the same relative spelling from another working folder: a third model, told apart by where it resolved
+    write_run(root, folder, "run-c", {"vqav2_val": 0.83}, finished=300, spec="runs/a/sft-s0-step000300",
+              path="/elsewhere/runs/a/sft-s0-step000300")
+    b = board(root, "understanding")
+    assert cells(b, "runs/b/sft-s0-step000300")["vqav2"].value == pytest.approx(72.0)
+    assert cells(b, "runs/a/sft-s0-step000300 (/work/runs/a/sft-s0-step000300)")["vqav2"].value == pytest.approx(61.0)
+    assert cells(b, "runs/a/sft-s0-step000300 (/elsewhere/runs/a/sft-s0-step000300)")["vqav2"].value == \
+        pytest.approx(83.0)

@@ -106,3 +106,5 @@ def test_training_evaluation_shares_the_harness_results_store_and_says_where_eve
                     and "sft-s0-step000001" in json.loads(p.read_text())["model"]["spec"]]
     for task in ("vqav2_val", "pope"):
         assert json.loads((evaluated.parent / task / "results.json").read_text())["counts"]["computed"] == 0
+    # where the checkpoint resolved: what keeps it apart on a board from another run's checkpoint of the same name
+    assert json.loads(evaluated.read_text())["model"]["path"] == str(ckpt.resolve())

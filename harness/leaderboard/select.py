@@ -1,6 +1,7 @@
 """Reading the results store and grouping its runs into leaderboard rows.
 
-Rows are keyed either by model (the store's <model-slug> folder) or by manifest tags (the trainer writes method,
+Rows are keyed either by model (the store's <model-slug> folder and the model's identity within it: checkpoints
+named alike share a folder) or by manifest tags (the trainer writes method,
 base_model, step, seed, train_run). Within a row, runs are kept per seed, newest first, so a cell can take the
 newest run that holds its task and matches its column's requirements.
 """
@@ -27,6 +28,13 @@ class Run:
     def recency(self) -> tuple:
         m = self.manifest
         return (float(m.finished or m.started or 0.0), m.run_id, self.path)
+
+    @property
+    def model_identity(self) -> str:
+        """What tells two models apart within one store folder: the resolved path the run recorded (two
+        checkpoints named alike in different runs share a folder), else how the model was named."""
+        model = self.manifest.model
+        return str(model.get("path") or model.get("label") or model.get("spec") or model.get("name") or "")
 
     @property
     def model_label(self) -> str:
@@ -82,7 +90,7 @@ def group(runs: list[Run], rule) -> list[RowRuns]:
         if any(str(tags.get(k)) not in allowed for k, allowed in rule.where.items()):
             continue
         if by_model:
-            key = (run.path.split("/")[0],)
+            key = (run.path.split("/")[0], run.model_identity)
         else:
             if any(tags.get(k) in (None, "") for k in rule.by):
                 continue
@@ -110,4 +118,9 @@ def group(runs: list[Run], rule) -> list[RowRuns]:
         if rule.last_step:
             row.fields["step"] = row.key[-1]
         out.append(row)
+    if by_model:
+        labels = [r.fields["model"] for r in out]
+        for r in out:       # one spelling for two models (the same relative path from two folders): show where
+            if labels.count(r.fields["model"]) > 1 and r.key[1] != r.fields["model"]:
+                r.fields["model"] = f"{r.fields['model']} ({r.key[1]})"
     return out

@@ -130,13 +130,20 @@ def _hub_adapter(hub_id: str, revision: str | None) -> str:
     return "janus"
 
 
+def model_path(model: UnifiedModel) -> str | None:
+    """The resolved folder of a model given as a local path (None for hub ids, bundled names and labelled pairs).
+    Checkpoints of different runs are often named alike (`.../sft-s0/checkpoints/step000300`): their results share
+    a folder named after the last part, and this path is what tells their runs apart."""
+    if getattr(model, "label", None):
+        return None
+    path = Path(str(getattr(model, "spec", model.name)))
+    return str(path.resolve()) if path.exists() else None
+
+
 def model_slug(model: UnifiedModel) -> str:
     """The results folder of a model: its label when it has one (a composite pair names both halves), else its
     --model spelling (a folder by its name)."""
     if getattr(model, "label", None):
         return slug(str(model.label))
-    spec = str(getattr(model, "spec", model.name))
-    path = Path(spec)
-    if path.exists():
-        return slug(path.resolve().name)
-    return slug(spec)
+    path = model_path(model)
+    return slug(Path(path).name if path else str(getattr(model, "spec", model.name)))
