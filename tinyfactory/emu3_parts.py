@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from harness.models.checkpoints import TINY_EMU3_DIR
 from harness.models.emu3_decode import image_mask, merge_visual, understanding_prompt
 from harness.models.emu3_hooks import Emu3Hooks, square_side
 from harness.world.scene import COLOR_NAMES, SHAPES
@@ -107,7 +108,16 @@ class Emu3Arch:
     """The LM phases' view of Emu3 (see `tinyfactory.lm.JanusArch` for Janus')."""
 
     name = "emu3"
+    bundled = TINY_EMU3_DIR
+    workdir_prefix = "pretrain-tiny-emu3-"
+    first_parts = ("vq",)                # no understanding encoder of its own: its VQ runs alone, on both cores
     phases = {"und": (None, False), "joint": ("und", True), "focus": ("joint", True)}
+
+    def prepare_init(self, init: Path, r: dict) -> None:
+        prepare_init(init, r)
+
+    def export_model(self, workdir: Path, r: dict):
+        return export_model(workdir, r)
 
     def build(self, workdir: Path):
         return build(workdir)

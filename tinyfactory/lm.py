@@ -26,6 +26,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from tinyfactory import data
+from harness.models.checkpoints import TINY_DIR
 from harness.models.janus_hooks import JanusHooks
 from tinyfactory.steps import Packer, images_to_tensor, quantise, vq_loss
 from tinyfactory.workers import (setup_worker, aux_head_for, build, janus_grid, load_ckpt, lr_at, mark_done,
@@ -36,8 +37,36 @@ class JanusArch:
     trained more slowly afterwards) and generation modules apart from the understanding path."""
 
     name = "janus"
+    bundled = TINY_DIR                   # its name and rebuild command: harness.models.checkpoints.BUNDLED
+    workdir_prefix = "pretrain-tiny-"
+    # phase 1: the parts that train alone, in parallel, before the LM phases (each writes <part>.done)
+    first_parts = ("vq", "vision")
     # phase -> (the checkpoint it starts from, whether it trains generation); each phase saves <phase>.safetensors
     phases = {"und": ("vision", False), "joint": ("und", True), "focus": ("joint", True)}
+
+    def prepare_init(self, init: Path, r: dict) -> None:
+        """Tokenizer (the world's words), processor and config, no weights."""
+        from tinyfactory.build import build_config, build_processor, build_tokenizer
+
+        tok = build_tokenizer(data.vocabulary_words(r["vocab_texts"]))
+        config = build_config(tok, **r["model"])
+        processor = build_processor(tok, config.vision_config.image_size, config.vision_config.num_image_tokens)
+        config.save_pretrained(init)
+        processor.save_pretrained(init)
+
+    def export_model(self, workdir: Path, r: dict):
+        """(model, processor) with the trained VQ and the last LM phase's weights, and the recipe's generation
+        settings."""
+        from tinyfactory.build import generation_config
+
+        model, processor = build(workdir)
+        model.model.vqmodel.load_state_dict(load_ckpt(workdir / "vq.safetensors")["vq"])
+        missing = model.load_state_dict(load_ckpt(workdir / "focus.safetensors")["model"], strict=False).missing_keys
+        assert all(k.startswith("model.vqmodel.") or k == "lm_head.weight" for k in missing), missing
+        gen = generation_config(processor.tokenizer, guidance_scale=r["guidance"])
+        gen.generation_kwargs["image_temperature"] = r["image_temperature"]
+        model.generation_config = gen
+        return model, processor
 
     def build(self, workdir: Path):
         return build(workdir)

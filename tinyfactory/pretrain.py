@@ -46,9 +46,12 @@ RECIPE = dict(
     warmup=100, log_every=20, save_every_s=240, guidance=2.0, image_temperature=1.0,
 )
 # Emu3: no encoder part (vision_* and encoder_lr_scale unused); its VQ runs alone in phase 1, on both cores
-EMU3 = dict(model=dict(hidden=128, layers=4, heads=4, kv_heads=4, intermediate=512, codes=512, embed_dim=8,
+EMU3 = dict(arch="emu3",
+            model=dict(hidden=128, layers=4, heads=4, kv_heads=4, intermediate=512, codes=512, embed_dim=8,
                        vq_base=32, vq_latent=8, vq_res_blocks=1, max_positions=1024),
             vq_threads=2, vq_steps=1200, und_steps=1500, joint_steps=2200, focus_steps=500, set_aux={"focus": 1.0})
+#: per architecture: the recipe keys it has no part for, and its values that differ from RECIPE
+ARCH_RECIPES = {"janus": ((), {}), "emu3": (("vision_steps", "vision_batch", "vision_lr", "encoder_lr_scale"), EMU3)}
 QUICK = dict(vocab_texts=100, vq_steps=12, vq_batch=4, vq_restart_every=6, vision_steps=12, vision_batch=4,
              und_steps=8, und_batch=2, segments=4, joint_steps=8, joint_und_batch=2, joint_gen_batch=4,
              focus_steps=6, focus_batch=2, focus_gen_batch=4, warmup=2, log_every=1, save_every_s=5)
@@ -56,11 +59,10 @@ QUICK = dict(vocab_texts=100, vq_steps=12, vq_batch=4, vq_restart_every=6, visio
 
 def recipe_for(quick: bool, seed: int, overrides: dict, arch: str = "janus") -> dict:
     r = json.loads(json.dumps(RECIPE))
-    if arch == "emu3":
-        for k in [k for k in r if k.startswith("vision_")] + ["encoder_lr_scale"]:
-            del r[k]
-        r.update(json.loads(json.dumps(EMU3)))
-        r["arch"] = "emu3"
+    unused, changes = ARCH_RECIPES[arch]
+    for k in unused:
+        del r[k]
+    r.update(json.loads(json.dumps(changes)))
     if quick:
         r.update({k: v for k, v in QUICK.items() if k in r})
     r["seed"] = seed
@@ -88,19 +90,9 @@ def prepare(workdir: Path, r: dict) -> None:
         return
     tmp = workdir / "init.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    if r.get("arch") == "emu3":
-        from tinyfactory.emu3_parts import prepare_init
+    from tinyfactory.lm import arch_for
 
-        prepare_init(tmp, r)
-    else:
-        from tinyfactory import data
-        from tinyfactory.build import build_config, build_processor, build_tokenizer
-
-        tok = build_tokenizer(data.vocabulary_words(r["vocab_texts"]))
-        config = build_config(tok, **r["model"])
-        processor = build_processor(tok, config.vision_config.image_size, config.vision_config.num_image_tokens)
-        config.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
+    arch_for(r.get("arch", "janus")).prepare_init(tmp, r)
     os.replace(tmp, init)
 
 
@@ -139,21 +131,9 @@ def run_parallel(jobs: list[tuple]) -> None:
 def export(workdir: Path, out: Path, r: dict, meta: dict) -> None:
     import torch
 
-    if r.get("arch") == "emu3":
-        from tinyfactory.emu3_parts import export_model
+    from tinyfactory.lm import arch_for
 
-        model, processor = export_model(workdir, r)
-    else:
-        from tinyfactory.build import generation_config
-        from tinyfactory.workers import build, load_ckpt
-
-        model, processor = build(workdir)
-        model.model.vqmodel.load_state_dict(load_ckpt(workdir / "vq.safetensors")["vq"])
-        missing = model.load_state_dict(load_ckpt(workdir / "focus.safetensors")["model"], strict=False).missing_keys
-        assert all(k.startswith("model.vqmodel.") or k == "lm_head.weight" for k in missing), missing
-        gen = generation_config(processor.tokenizer, guidance_scale=r["guidance"])
-        gen.generation_kwargs["image_temperature"] = r["image_temperature"]
-        model.generation_config = gen
+    model, processor = arch_for(r.get("arch", "janus")).export_model(workdir, r)
     model.eval()
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -190,7 +170,8 @@ def _part_seconds(workdir: Path, part: str) -> float:
 
 
 def main(argv=None) -> int:
-    from harness.models.checkpoints import TINY_DIR, TINY_EMU3_DIR, cache_dir
+    from harness.models.checkpoints import BUNDLED, TINY_DIR, TINY_EMU3_DIR, cache_dir
+    from tinyfactory.lm import arch_for
 
     ap = argparse.ArgumentParser(prog="python -m tinyfactory.pretrain", description=__doc__.splitlines()[0])
     ap.add_argument("--arch", choices=("janus", "emu3"), default="janus",
@@ -205,11 +186,10 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     overrides = {k: json.loads(v) for k, v in (s.split("=", 1) for s in a.set)}
     r = recipe_for(a.quick, a.seed, overrides, a.arch)
-    emu3 = a.arch == "emu3"
-    name = "tiny-emu3" if emu3 else "tiny-janus"
-    prefix = "pretrain-tiny-emu3-" if emu3 else "pretrain-tiny-"
-    workdir = Path(a.workdir or cache_dir() / f"{prefix}{'quick-' if a.quick else ''}{_hash(r)}")
-    out = Path(a.out) if a.out else (workdir / "model" if a.quick else (TINY_EMU3_DIR if emu3 else TINY_DIR))
+    arch = arch_for(a.arch)
+    name, command = BUNDLED[arch.bundled]
+    workdir = Path(a.workdir or cache_dir() / f"{arch.workdir_prefix}{'quick-' if a.quick else ''}{_hash(r)}")
+    out = Path(a.out) if a.out else (workdir / "model" if a.quick else arch.bundled)
     workdir.mkdir(parents=True, exist_ok=True)
     saved = workdir / "recipe.json"
     if saved.exists() and json.loads(saved.read_text()) != r:
@@ -224,9 +204,8 @@ def main(argv=None) -> int:
     from tinyfactory.vq import vq_worker
     from tinyfactory.workers import vision_worker
 
-    first = [(vq_worker, "vq.done")] + ([] if emu3 else [(vision_worker, "vision.done")])
-    jobs = [(f, (str(workdir), a.arch)) if f is vq_worker else (f, (str(workdir),))
-            for f, done in first if not (workdir / done).exists()]
+    workers = {"vq": (vq_worker, (str(workdir), a.arch)), "vision": (vision_worker, (str(workdir),))}
+    jobs = [workers[part] for part in arch.first_parts if not (workdir / f"{part}.done").exists()]
     if jobs:
         print(f"phase 1: {', '.join(j[0].__name__ for j in jobs)}", flush=True)
         run_parallel(jobs)
@@ -242,8 +221,7 @@ def main(argv=None) -> int:
 
     from harness.world import WORLD_VERSION
 
-    parts = (("vq", "vq"),) + (() if emu3 else (("vision", "vision"),)) + \
-        (("und", "und-0"), ("joint", "joint-0"), ("focus", "focus-0"))
+    parts = tuple((p, p) for p in arch.first_parts) + (("und", "und-0"), ("joint", "joint-0"), ("focus", "focus-0"))
     walls = {p: _part_seconds(workdir, log) for p, log in parts}
     steps = {"vq": r["vq_steps"], "understanding": r["und_steps"], "joint": r["joint_steps"],
              "focus": r["focus_steps"]}
@@ -251,21 +229,20 @@ def main(argv=None) -> int:
               "understanding": _log_summary(workdir, "und-0", ("loss", "aux")),
               "joint": _log_summary(workdir, "joint-0", ("loss", "gen")),
               "focus": _log_summary(workdir, "focus-0", ("loss", "gen"))}
-    if not emu3:
+    if "vision" in arch.first_parts:
         steps["vision"] = r["vision_steps"]
         losses["vision"] = _log_summary(workdir, "vision", ("loss", "shape"))
     meta = {"model": name, "seed": r["seed"], "world_version": WORLD_VERSION, "quick": a.quick, "recipe": r,
             "steps": steps,
             "device": f"cpu: 2 processes x 1 thread ({platform.processor() or platform.machine()})",
             "part_wall_seconds": walls,
-            "wall_seconds": round(max(walls["vq"], walls.get("vision", 0.0)) + walls["und"] + walls["joint"]
+            "wall_seconds": round(max(walls[p] for p in arch.first_parts) + walls["und"] + walls["joint"]
                                   + walls["focus"], 1),
             "this_invocation_seconds": round(time.time() - t0, 1),
             "losses": losses,
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
                          "python": sys.version.split()[0]},
-            "command": "python -m tinyfactory.pretrain" + (" --arch emu3" if emu3 else "")
-                       + (" --quick" if a.quick else "")}
+            "command": command + (" --quick" if a.quick else "")}
     export(workdir, out, r, meta)
     print(f"wrote {out}", flush=True)
     if not a.no_eval and not a.quick:
