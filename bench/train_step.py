@@ -74,36 +74,19 @@ def worker(args) -> None:
            "params": loaded.base_params,
            "perturber": trainer.perturber.parameter_count() if trainer.perturber is not None else 0}
     if args.worker == "unigame":
-        out["passes"] = passes(trainer, args.steps + args.warmup)
+        out["passes"] = passes(trainer, args.warmup, min(4, args.steps))   # the first timed steps' batches
     print("RESULT " + json.dumps(out), flush=True)
 
 
-def passes(trainer, step: int, repeats: int = 3) -> dict:
-    """Seconds of each pass a UniGame step is made of, each timed alone on one batch (the fastest of `repeats`):
-    the floor an ideal implementation of the same passes could reach."""
+def passes(trainer, first_step: int, batches: int = 4, repeats: int = 2) -> dict:
+    """Seconds of each pass a UniGame step is made of, each timed alone (the fastest of `repeats`) and averaged
+    over `batches` batches: the clean rows of each batch, and the hard rows the U step would draw from the buffer
+    as the run left it (they are often longer than the clean rows: the buffer keeps the highest CE). The floor an
+    ideal implementation of the same passes on the same rows could reach."""
+    from unigame.data import pil
     from unigame.generation import caption_loss
 
     cfg, h = trainer.cfg, trainer.hooks
-    rows = trainer.data.vqa_batch(step, cfg.batch_size, 0, 1, cfg.seed)
-    clean = trainer.prepare(rows)
-    z = trainer.adversary.interface_tokens(clean)
-    caps = trainer.data.caption_batch(step, cfg.caption_batch or cfg.batch_size, 0, 1, cfg.seed)
-
-    def lm(n_copies: int):
-        ce = trainer._ce(clean.rows * n_copies, clean.images * n_copies, clean.visual.repeat(n_copies, 1, 1))
-        ce.mean().backward()
-
-    def decoder():
-        zp = (z + 0.0).requires_grad_(True)
-        trainer.adversary._decode(zp).pow(2).mean().backward()
-
-    def vision():
-        pv = h.pixels_to_pixel_values(clean.gen_pixels).requires_grad_(True)
-        with trainer.amp():
-            h.visual_tokens(pv).float().pow(2).mean().backward()
-
-    def captions():
-        caption_loss(h, caps, trainer.row_generators(step, len(caps), 3), 0.1, trainer.amp).backward()
 
     def fastest(fn) -> float:
         best = float("inf")
@@ -115,8 +98,43 @@ def passes(trainer, step: int, repeats: int = 3) -> dict:
                 p.grad = None
         return best
 
-    return {"lm_rows_b": fastest(lambda: lm(1)), "lm_rows_2b": fastest(lambda: lm(2)), "decoder": fastest(decoder),
-            "vision": fastest(vision), "captions": fastest(captions)}
+    totals: dict[str, float] = {}
+    for step in range(first_step, first_step + batches):
+        rows = trainer.data.vqa_batch(step, cfg.batch_size, 0, 1, cfg.seed)
+        clean = trainer.prepare(rows)
+        z = trainer.adversary.interface_tokens(clean)
+        caps = trainer.data.caption_batch(step, cfg.caption_batch or cfg.batch_size, 0, 1, cfg.seed)
+        drawn = trainer.buffer.sample(trainer.hard_per, trainer.generator(step, 2)) if trainer.buffer else []
+        hard = [trainer.data.vqa[s.row] for s in drawn]
+        # the hard rows' prompts and visual tokens, made once: a real run could keep both with the sample
+        hard_batch = hard and h.understanding_batch([pil(r["image"]) for r in hard], [r["question"] for r in hard],
+                                                    [r["answer"] for r in hard])
+        hard_visual = hard and trainer.hard_visual([(r, s.kind, s.tensor) for r, s in zip(hard, drawn)]).to(
+            clean.visual.dtype)
+
+        def lm_clean():
+            trainer._ce(clean.rows, clean.images, clean.visual, clean.batch).mean().backward()
+
+        def lm_hard():
+            if hard:
+                trainer._ce(hard, [], hard_visual, hard_batch).mean().backward()
+
+        def decoder():
+            zp = (z + 0.0).requires_grad_(True)
+            trainer.adversary._decode(zp).pow(2).mean().backward()
+
+        def vision():
+            pv = h.pixels_to_pixel_values(clean.gen_pixels).requires_grad_(True)
+            with trainer.amp():
+                h.visual_tokens(pv).float().pow(2).mean().backward()
+
+        def captions():
+            caption_loss(h, caps, trainer.row_generators(step, len(caps), 3), 0.1, trainer.amp).backward()
+
+        for name, fn in (("lm_clean", lm_clean), ("lm_hard", lm_hard), ("decoder", decoder), ("vision", vision),
+                         ("captions", captions)):
+            totals[name] = totals.get(name, 0.0) + fastest(fn) / batches
+    return totals
 
 
 def run_method(method: str, args, model: str, clip: str) -> dict:
@@ -177,13 +195,14 @@ def main() -> None:
         print(f"{m:<10}{r['seconds']:>9.3f}" + "".join(f"{ph[k]:>9.3f}" for k in PHASES)
               + f"{r['peak_mem_mb']:>10.0f}")
     ps = results["unigame"]["passes"]
-    sft_floor = ps["lm_rows_b"] + ps["captions"]
+    sft_floor = ps["lm_clean"] + ps["captions"]
     # the attack (decoder, understanding encoder and LM forward+backward on the batch) runs on the adversary's
     # steps, one in k; the U step (the LM on the clean and the hard rows, and the caption loss) on every step
     k = int(args.ratio.split(":")[1]) // max(1, int(args.ratio.split(":")[0]))
-    attack = ps["decoder"] + ps["vision"] + ps["lm_rows_b"]
-    unigame_floor = attack / max(1, k) + ps["lm_rows_2b"] + ps["captions"]
-    print("\npasses, each timed alone on one batch (forward + backward, seconds): "
+    attack = ps["decoder"] + ps["vision"] + ps["lm_clean"]
+    unigame_floor = attack / max(1, k) + ps["lm_clean"] + ps["lm_hard"] + ps["captions"]
+    print(f"\npasses, each timed alone on the first {min(4, args.steps)} timed batches (mean; forward + backward, "
+          "seconds): "
           + ", ".join(f"{k} {v:.3f}" for k, v in ps.items()))
     print(f"an ideal implementation of the same passes at this schedule: SFT {sft_floor:.3f} s, UniGame "
           f"{unigame_floor:.3f} s ({unigame_floor / sft_floor:.2f}x)")
