@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")      # "org/name", as the hub spells repository ids
 PROBE_TIMEOUT_S = 3.0
 DEFAULT_ENDPOINT = "https://huggingface.co"
 _TRUE = ("1", "true", "yes", "on")

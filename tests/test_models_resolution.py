@@ -129,6 +129,17 @@ def test_local_folder_errors_name_the_expected_files(tmp_path, base):
     f.write_bytes(b"x")
     with pytest.raises(HarnessError, match="a file, not a model folder"):
         resolve_model(str(f))
+    bad_config = tmp_path / "bad-config"
+    bad_config.mkdir()
+    (bad_config / "config.json").write_text("{not json")
+    with pytest.raises(HarnessError, match=r"bad-config/config\.json: not a JSON object"):
+        resolve_model(str(bad_config))
+    # a path that is not there is named as a missing folder, not as an unknown registered model
+    for missing in (str(tmp_path / "nowhere"), "./nowhere", "runs/sft/checkpoints/step-3", "~/nowhere"):
+        with pytest.raises(HarnessError, match=f"--model {missing}: no such folder"):
+            resolve_model(missing)
+    with pytest.raises(HarnessError, match="unknown model 'tiny-jans'; did you mean 'tiny-janus'"):
+        resolve_model("tiny-jans")
 
 
 def test_bad_model_args_are_one_line_errors(base):

@@ -9,10 +9,10 @@ composite model), a Hugging Face hub id (dispatched the same way from its cached
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.hub import HUB_ID
 from harness.options import check_call
 from harness.registry import MODELS, unknown_name_message
 from harness.runner import UnifiedModel
@@ -23,7 +23,6 @@ DEFAULT_MODEL = "tiny-janus"
 #: transformers `model_type` -> adapter name, for local folders and hub ids
 ADAPTER_FOR_MODEL_TYPE = {"janus": "janus", "emu3": "emu3"}
 
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 MODELS.add("tiny-janus", "harness.models.janus:JanusAdapter",
            "bundled tiny Janus pretrained on the embedded shapes world (no download)")
@@ -83,13 +82,20 @@ def resolve_model(spec: str | None = None, args: dict | None = None) -> UnifiedM
         if (path / "model_index.json").exists():          # a diffusers pipeline: generation only
             return _instantiate(MODELS.load(COMPOSITE), str(path), args)
         if (path / "config.json").exists():
-            model_type = json.loads((path / "config.json").read_text()).get("model_type")
+            try:
+                model_type = json.loads((path / "config.json").read_text()).get("model_type")
+            except (json.JSONDecodeError, AttributeError) as e:
+                raise HarnessError(f"{path / 'config.json'}: not a JSON object ({e}); the folder's config.json "
+                                   "must be a model config") from None
             adapter = ADAPTER_FOR_MODEL_TYPE.get(model_type) or _understanding_only(spec, model_type)
             return _instantiate(MODELS.load(adapter), str(path), args)
         raise HarnessError(f"--model {spec}: folder has no loadable weights (expected harness.json, "
                            "config.json with *.safetensors, or a diffusers pipeline's model_index.json)")
     if HUB_ID.match(spec) and not spec.startswith((".", "/")):
         return _instantiate(MODELS.load(_hub_adapter(spec, args.get("revision"))), spec, args)
+    if spec.startswith((".", "/", "~")) or "/" in spec and not HUB_ID.match(spec):
+        raise HarnessError(f"--model {spec}: no such folder ({path.resolve()}), and not a registered model name "
+                           "(see `python -m harness models`)")
     raise HarnessError(unknown_name_message("model", spec, MODELS.names()))
 
 

@@ -13,15 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import HarnessError, WeightsError
-from harness.hub import cached_commit, hub_cache, snapshot_dir
+from harness.hub import HUB_ID, cached_commit, hub_cache, snapshot_dir
 from harness.store import sha256_file
 
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 TINY_DIR = Path(__file__).resolve().parent / "tiny_janus"
 TINY_EMU3_DIR = Path(__file__).resolve().parent / "tiny_emu3"
 #: the bundled models' folders -> (name, the command that rebuilds it)

@@ -12,10 +12,9 @@ import re
 from pathlib import Path
 
 from harness.errors import WeightsError
-from harness.hub import (cached_commit, hub_cache, offline, offline_reason, online,  # noqa: F401  (W.<name>)
-                         snapshot_dir)
+from harness.hub import (HUB_ID, cached_commit, hub_cache, offline, offline_reason,  # noqa: F401  (W.<name>)
+                         online, snapshot_dir)
 
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _SNAPSHOT_IN_PATH = re.compile(r"models--([^/]+)--([^/]+)/snapshots/([0-9a-f]{40})")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".tar", ".npz")
 
