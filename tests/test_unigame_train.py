@@ -114,6 +114,26 @@ def test_stop_and_resume_repeats_the_same_losses(models, tmp_path):
     assert resumed[2]["buffer_size"] >= 1
 
 
+def test_an_output_folder_of_another_base_model_is_refused_before_loading(models, tmp_path):
+    """Runs are named by method and seed, so training a second model with the default --output meets the first
+    model's checkpoints; one of the same architecture would take that run's LoRA without complaint."""
+    from harness.errors import HarnessError
+
+    flags = ["--method", "sft", "--steps", "2"]
+    train(_cfg(models, tmp_path / "run", *flags, "--stop-at", "1"))
+    other = str(tiny_janus(tmp_path / "other-janus"))           # same shapes, other weights
+    with pytest.raises(HarnessError, match=f"holds checkpoints of a run from {models['janus']}, not {other}; "
+                                           "pass --model .* to continue that run, or choose another --output"):
+        train(_cfg(models, tmp_path / "run", *flags, "--model", other, "--resume"))
+    with pytest.raises(HarnessError, match=f"from {models['janus']}, not {other}; choose another --output"):
+        train(_cfg(models, tmp_path / "run", *flags, "--model", other))
+    # the same model, spelled through another path to the same folder, still resumes
+    alias = tmp_path / "alias"
+    alias.symlink_to(models["janus"])
+    done = train(_cfg(models, tmp_path / "run", *flags, "--model", str(alias), "--resume"))
+    assert [r["step"] for r in _log(tmp_path / "run")] == [1, 2] and done["checkpoints"]
+
+
 def test_non_finite_losses_skip_the_step(models, tmp_path, monkeypatch):
     trainer = _trainer(models, tmp_path, "--method", "sft")
     before = [p.detach().clone() for p in trainer.lora]

@@ -51,6 +51,25 @@ def latest(root: Path) -> Path | None:
     return max(found, key=step_of) if found else None
 
 
+def check_base(folder: Path, base: str, resume: bool) -> None:
+    """Refuse a checkpoint folder of a run from another base model: the same architecture would load that run's
+    LoRA without complaint, and training would go on from the wrong base."""
+    try:
+        trained = json.loads((Path(folder) / "harness.json").read_text()).get("base_model")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return
+    if trained is not None and not same_model(str(trained), base):
+        how = f"pass --model {trained} to continue that run, or " if resume else ""
+        raise HarnessError(f"--output {Path(folder).parent.parent} holds checkpoints of a run from {trained}, not "
+                           f"{base}; {how}choose another --output")
+
+
+def same_model(a: str, b: str) -> bool:
+    """Two --model spellings of one model: equal, or local folders that resolve to the same place."""
+    pa, pb = Path(a).expanduser(), Path(b).expanduser()
+    return a == b or (pa.exists() and pb.exists() and pa.resolve() == pb.resolve())
+
+
 def lora_state(trainer) -> dict:
     """Trainable LoRA tensors by parameter name, whole (a collective under --fsdp)."""
     model = trainer.hooks.model
@@ -122,6 +141,7 @@ def restore(trainer, folder: Path) -> dict:
     from safetensors.torch import load_file
 
     meta = json.loads((folder / "harness.json").read_text())
+    check_base(folder, trainer.loaded.base_model, resume=True)
     state = read_state(folder)
     ours = trainer.cfg.hyper_parameters()
     differ = sorted(k for k in ours if k != "steps" and state["config"].get(k) != ours[k])

@@ -55,7 +55,10 @@ def train(cfg) -> dict:
     run_name = run_slug(label, cfg.seed)
     out = Path(cfg.output or Path("runs") / run_name)
     ckdir = out / "checkpoints"
-    if not cfg.resume and checkpoint.latest(ckdir) is not None:
+    existing = checkpoint.latest(ckdir)
+    if existing is not None:        # before any weights load
+        checkpoint.check_base(existing, init_meta["base_model"] if init_meta else cfg.model, cfg.resume)
+    if not cfg.resume and existing is not None:
         raise HarnessError(f"--output {out} already holds checkpoints; pass --resume to continue that run, or "
                            "choose another --output")
     size = getattr(adapter, "training_image_size", None)   # data before weights: bad data fails in seconds
