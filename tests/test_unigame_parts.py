@@ -164,6 +164,10 @@ def test_presets_ablations_and_labels():
     (["train", "--ratio", "one"], "expected C:U"),
     (["train", "--stepz", "3"], "unrecognized arguments"),
     (["train", "--method", "sft", "--reference-compat"], "use it with --method unigame"),
+    (["train", "--und-lr", "-1"], "--und-lr must be positive (got -1.0)"),         # was the optimiser's traceback
+    (["train", "--beta", "-0.5"], "--beta must be 0 or more"),
+    (["train", "--lora-dropout", "1"], "--lora-dropout must be in [0, 1)"),
+    (["train", "--warmup", "-2"], "--warmup must be 0 or more"),
 ])
 def test_bad_flags_give_one_line_and_exit_code_2(argv, message, capsys):
     assert main(argv) == 2

@@ -215,6 +215,17 @@ class TrainConfig:
         need(self.stop_at is None or 1 <= self.stop_at <= self.steps, "--stop-at must be between 1 and --steps")
         need(self.batch_size >= 1, "--batch-size must be at least 1")
         need(self.eps_max > 0, "--eps-max must be positive")
+        for flag, value in (("--gen-lr", self.gen_lr), ("--und-lr", self.und_lr),
+                            ("--max-grad-norm", self.max_grad_norm)):
+            need(value > 0, f"{flag} must be positive (got {value})")
+        for flag, value in (("--beta", self.beta), ("--lambda", self.lam), ("--weight-decay", self.weight_decay),
+                            ("--gen-weight", self.gen_weight), ("--reca-weight", self.reca_weight),
+                            ("--hinge-weight", self.hinge_weight)):
+            need(value >= 0, f"{flag} must be 0 or more (got {value})")
+        need(0 <= self.lora_dropout < 1, f"--lora-dropout must be in [0, 1) (got {self.lora_dropout})")
+        need(self.lora_r >= 1 and self.lora_alpha > 0, "--lora-r must be at least 1 and --lora-alpha positive")
+        need(self.candidates >= 1, "--candidates must be at least 1")
+        need(self.warmup is None or self.warmup >= 0, "--warmup must be 0 or more")
         need(2 <= self.c_depth <= 8, "--c-depth must be between 2 and 8 (the paper compares 2, 3 and 4)")
         need(self.interface in (None, "lm", "code"), "--interface must be lm or code")
         need(self.filter in (None, *FILTERS), f"--filter must be one of {', '.join(FILTERS)}")
