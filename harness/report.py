@@ -67,16 +67,19 @@ def comparison(runs: dict[str, dict]) -> str:
     get better"; the data column says which data produced each row."""
     tasks = list(dict.fromkeys(t for results in runs.values() for t in results))
     header = ["task", "metric", *runs, "data"]
-    rows = [header]
+    rows, notes = [header], []
     for task in tasks:
         first = next(r[task] for r in runs.values() if task in r)
         cells = []
-        for results in runs.values():
+        for label, results in runs.items():
             res = results.get(task)
             m = res.metric(first.headline) if res else None
-            cells.append(fmt(m.value, res.scale(first.headline)) if m is not None else "-")
+            why = res.undefined_reason(first.headline) if m is not None else None
+            if why:
+                notes.append(f"{task} {first.headline} of {label} is undefined: {why}")
+            cells.append("undefined" if why else fmt(m.value, res.scale(first.headline)) if m is not None else "-")
         rows.append([task, first.headline or "", *cells, data_label(first.dataset)])
-    return "\n".join(_grid(rows))
+    return "\n".join(_grid(rows) + notes)
 
 
 def _grid(rows: list[list[str]]) -> list[str]:

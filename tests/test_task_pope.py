@@ -162,6 +162,14 @@ def test_a_model_that_never_says_yes_has_an_undefined_f1_and_a_complete_run(offi
     assert results_rows({"pope": res}, full=False)[0][2] == "undefined"
     col = type("Col", (), {"task": "pope", "metric": None, "scale": 100.0})()
     assert "pope f1 is undefined for this model's answers" in from_results(res, col, "run").notes[0]
+    # the trainer's per-checkpoint line and its closing base-vs-step table say it too, not a bare dash
+    from harness.report import comparison
+    from unigame.evaluation import summary
+
+    table = comparison({"base model": {"pope": res}, "step 2": {"pope": res}})
+    assert table.splitlines()[2].split()[2:4] == ["undefined", "undefined"]
+    assert f"pope f1 of base model is undefined: {why}" in table
+    assert summary(type("Run", (), {"results": {"pope": res}})()) == "pope undefined"
 
 
 def test_an_undefined_f1_with_failed_requests_is_still_a_failure():

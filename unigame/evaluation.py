@@ -30,12 +30,15 @@ def evaluate_model(spec: str, cfg, dist, device: str, output: Path, tags: dict):
 
 
 def summary(result) -> str:
-    """Each task's headline in display units (fractions x100), e.g. "pope 79.42, vqav2_val 77.23"."""
+    """Each task's headline in display units (fractions x100), e.g. "pope 79.42, vqav2_val 77.23"; "pope
+    undefined" when the official formula has no value for the answers (the final table says why)."""
     parts = []
     for task, res in sorted((result.results or {}).items()):
         value = res.display_value()
         if value is not None:
             parts.append(f"{task} {value:.2f}")
+        elif res.undefined_reason():
+            parts.append(f"{task} undefined")
     return ", ".join(parts)
 
 
