@@ -175,6 +175,13 @@ def test_bad_flags_give_one_line_and_exit_code_2(argv, message, capsys):
     assert message in err and "\n" not in err
 
 
+def test_init_from_a_folder_that_is_neither_checkpoint_nor_model_names_the_flag(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["train", "--init-from", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: --init-from {tmp_path / 'empty'}: neither a trainer checkpoint") and "\n" not in err
+
+
 def test_local_vqa_and_caption_data(tmp_path):
     from PIL import Image
 

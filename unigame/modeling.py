@@ -47,6 +47,9 @@ def init_source(init_from: str, model_flag: str | None) -> dict:
     if not path.is_dir():
         raise HarnessError(f"--init-from {init_from}: no such checkpoint folder")
     meta_file = path / "harness.json"
+    if not meta_file.is_file() and not (path / "config.json").is_file():
+        raise HarnessError(f"--init-from {init_from}: neither a trainer checkpoint (harness.json) nor a model folder "
+                           "(config.json and safetensors weights)")
     if not meta_file.is_file():
         return {"path": str(path.resolve()), "method": "init", "adapter_dir": None, "meta": {},
                 "base_model": str(path.resolve())}
