@@ -83,7 +83,6 @@ def passes(trainer, first_step: int, batches: int = 4, repeats: int = 2) -> dict
     over `batches` batches: the clean rows of each batch, and the hard rows the U step would draw from the buffer
     as the run left it (they are often longer than the clean rows: the buffer keeps the highest CE). The floor an
     ideal implementation of the same passes on the same rows could reach."""
-    from unigame.data import pil
     from unigame.generation import caption_loss
 
     cfg, h = trainer.cfg, trainer.hooks
@@ -107,8 +106,7 @@ def passes(trainer, first_step: int, batches: int = 4, repeats: int = 2) -> dict
         drawn = trainer.buffer.sample(trainer.hard_per, trainer.generator(step, 2)) if trainer.buffer else []
         hard = [trainer.data.vqa[s.row] for s in drawn]
         # the hard rows' prompts and visual tokens, made once: a real run could keep both with the sample
-        hard_batch = hard and h.understanding_batch([pil(r["image"]) for r in hard], [r["question"] for r in hard],
-                                                    [r["answer"] for r in hard])
+        hard_batch = hard and trainer.understanding_batch(hard)
         hard_visual = hard and trainer.hard_visual([(r, s.kind, s.tensor) for r, s in zip(hard, drawn)]).to(
             clean.visual.dtype)
 

@@ -141,7 +141,6 @@ def restore(trainer, folder: Path) -> dict:
     from safetensors.torch import load_file
 
     meta = json.loads((folder / "harness.json").read_text())
-    check_base(folder, trainer.loaded.base_model, resume=True)
     state = read_state(folder)
     ours = trainer.cfg.hyper_parameters()
     differ = sorted(k for k in ours if k != "steps" and state["config"].get(k) != ours[k])

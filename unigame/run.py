@@ -77,13 +77,12 @@ def train(cfg) -> dict:
     meta = _meta(cfg, trainer, label, run_id, dist)
     steplog = dynamics.StepLog(out / "dynamics" / "train_log.jsonl", dist.main)
     if cfg.resume:
-        found = checkpoint.latest(ckdir)
-        if found is None:
+        if existing is None:
             _say(dist, f"--resume: no complete checkpoint under {ckdir}; starting from step 0")
-        else:
-            checkpoint.restore(trainer, found)
+        else:                       # checked against this run's base model before the weights loaded
+            checkpoint.restore(trainer, existing)
             steplog.truncate_after(trainer.step)
-            _say(dist, f"resumed from {found} (step {trainer.step})")
+            _say(dist, f"resumed from {existing} (step {trainer.step})")
     if dist.main:
         write_json(out / "config.json", {**meta, "model": cfg.model,
                                          "eval": cfg.eval_tasks, "output": str(out)})

@@ -147,7 +147,7 @@ class Trainer:
     def prepare(self, rows: list[dict]) -> Clean:
         h = self.hooks
         images = [pil(r["image"]) for r in rows]
-        batch = h.understanding_batch(images, [r["question"] for r in rows], [r["answer"] for r in rows])
+        batch = self.understanding_batch(rows, images)
         with torch.no_grad(), self.amp():
             visual = h.visual_tokens(batch.pixel_values)
         needs_pixels = self.cfg.decode and self.cfg.attack != "none" or self.cfg.mine_from == "generation"
@@ -222,11 +222,17 @@ class Trainer:
         with torch.no_grad(), self.amp():
             return self.hooks.visual_tokens(stacked)
 
+    def understanding_batch(self, rows: list[dict], images: list | None = None):
+        """The understanding inputs of `rows`: question, answer and the prompt layout of their images (read from
+        the rows unless given)."""
+        images = [pil(r["image"]) for r in rows] if images is None else images
+        return self.hooks.understanding_batch(images, [r["question"] for r in rows], [r["answer"] for r in rows])
+
     def _ce(self, rows: list[dict], images: list, visual: torch.Tensor, batch=None) -> torch.Tensor:
         """Per-sample answer CE of `rows` with `visual` at their image placeholders (the images only give the
         prompt layout; their pixels are not used)."""
         if batch is None:
-            batch = self.hooks.understanding_batch(images, [r["question"] for r in rows], [r["answer"] for r in rows])
+            batch = self.understanding_batch(rows, images)
         with self.amp():
             return self.hooks.answer_loss(batch, visual).float()
 
