@@ -150,7 +150,7 @@ def browser(tmp_path):
 def test_page_renders_sorts_and_logs_no_errors(browser, tmp_path):
     from PIL import Image
 
-    from test_leaderboard import make_store
+    from leaderboard_store import make_store
 
     store = make_store(tmp_path / "results")
     build_all(store, tmp_path / "out", ["consistency", "post_training", "training_curves"], include_reported=True)
