@@ -17,6 +17,10 @@ def _reliability(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-failure-rate", type=float, default=None, metavar="R",
                    help="stop the run when more than this share of a runner's requests fail, judged from its first "
                         "two batches on (default: stop only when every one of them fails; 1 never stops)")
+    _repair_cache(p)
+
+
+def _repair_cache(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repair-cache", action="store_true",
                    help="if a response-cache shard is damaged, move it aside, keep the answers that can still be "
                         "read and recompute the rest (without it a damaged shard stops the command, changing nothing)")
@@ -90,6 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--max-failure-rate", type=float, default=None, metavar="R",
                        help="stop when more than this share of a scorer's requests fail (default: only when all "
                             "of them do; 1 never stops); missing predictions never stop it")
+    score.add_argument("--results", default="results", metavar="DIR",
+                       help="results store whose response cache keeps the scorers' and judges' answers (default "
+                            "./results, the one `run` writes): a rerun or an interrupted score asks them again "
+                            "only for what is not there")
+    score.add_argument("--no-cache", action="store_true", help="neither read nor write the response cache")
+    _repair_cache(score)
+    score.add_argument("--no-progress", action="store_true", help="hide progress bars")
     _common(score)
 
     rescore = sub.add_parser("rescore", help="recompute scores of a run from its stored outputs",

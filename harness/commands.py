@@ -201,8 +201,16 @@ def cmd_score(args, argv) -> int:
     check_rate("--max-failure-rate", args.max_failure_rate)
     scorer_args = json_arg("--scorer-args", args.scorer_args)
     check_scorer_args(scorer_args)           # before the documents and predictions are read
-    res = score(task, model_for(task, args.predictions, args.images), scorer_args,
-                max_failure_rate=args.max_failure_rate)
+    results = None if args.no_cache else Path(args.results)
+    res, scorers = score(task, model_for(task, args.predictions, args.images), scorer_args,
+                         max_failure_rate=args.max_failure_rate, results=results, repair_cache=args.repair_cache,
+                         progress=not args.no_progress)
+    if scorers["requests"]:
+        import sys
+
+        where = f"the response cache in {results / 'cache'}" if results is not None else "no cache (--no-cache)"
+        print(f"scorer requests: {scorers['requests']}, {scorers['cached']} of them answered from {where}",
+              file=sys.stderr)
     print(json.dumps({"task": task.name, "profile": task.profile,
                       "metrics": {k: m.to_dict() for k, m in res.metrics.items()},
                       "missing_predictions": res.missing_predictions}, indent=2))

@@ -9,7 +9,10 @@ The model's outputs come from one of two places:
   with its file. The model is recorded as the folder and the sha256 of the files it supplied.
 
 Tasks are told that their answers are stored ones (`task.score_only`), so they accept annotation files without
-images. Every model request carries its prediction id in its parameters: requests that look identical (the same
+images. The scorers' and judges' answers go through the response cache of a results store (the one `run` keeps;
+keys are content keys, so either command reuses the other's answers) and are committed batch by batch: an
+interrupted score, e.g. a WISE judge behind a paid API, resumes where it stopped. The stored outputs themselves are
+never cached (the user's files are their own record). Every model request carries its prediction id in its parameters: requests that look identical (the same
 text and the same image) then have different content keys, so the executor's de-duplication never hands one id's
 prediction to another.
 """
@@ -108,11 +111,34 @@ def keep_ids_apart(task: Task) -> None:
     task.stages = lambda: [wrap(s) for s in stages()]
 
 
-def score(task: Task, model: UnifiedModel, scorer_args: dict, max_failure_rate: float | None = None) -> TaskResult:
-    """Run the task on the stored outputs and return its results (as a run writes them)."""
+class ScorerAnswers:
+    """A response cache seen through score mode: scorers' and judges' answers are read and written, the stored
+    outputs (target model) are not written."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def get_many(self, keys):
+        return self.inner.get_many(keys)
+
+    def put_many(self, items):
+        self.inner.put_many([item for item in items if item[1] != MODEL])
+
+    def count(self) -> int:
+        return self.inner.count()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def score(task: Task, model: UnifiedModel, scorer_args: dict, max_failure_rate: float | None = None,
+          results: Path | None = None, repair_cache: bool = False,
+          progress: bool = False) -> tuple[TaskResult, dict]:
+    """Run the task on the stored outputs: its results (as a run writes them) and its scorer requests' counts.
+    With `results`, the scorers' answers are read from and written to that results store's response cache."""
     from harness.api import task_results, used_runners
     from harness.artifacts import ArtifactStore
-    from harness.cache import NullCache
+    from harness.cache import NullCache, ResponseCache
     from harness.executor import Executor, RunnerPool
     from harness.scorers import make_scorer
 
@@ -124,14 +150,28 @@ def score(task: Task, model: UnifiedModel, scorer_args: dict, max_failure_rate: 
     pool = RunnerPool(lambda: model, lambda name: make_scorer(name, scorer_args.get(name, {})))
     # the stored outputs may lack answers (counted as missing predictions); a scorer failing everything stops it
     health = Health(max_failure_rate, exempt=(MODEL,))
-    with tempfile.TemporaryDirectory() as tmp:
-        [tr] = Executor(pool, NullCache(), ArtifactStore(tmp), progress=False, health=health).run([task])
+    cache = (ScorerAnswers(ResponseCache(Path(results) / "cache", repair=repair_cache))
+             if results is not None and asks_scorers(task) else NullCache())
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            # a cached answer that holds images finds them where run keeps them
+            store = Path(results) / "artifacts" if isinstance(cache, ScorerAnswers) else Path(tmp)
+            [tr] = Executor(pool, cache, ArtifactStore(store), progress=progress, health=health).run([task])
+    finally:
+        cache.close()
     runners = used_runners(tr, pool.used())
     res = task_results(task, tr.records, tr.stats.to_dict(), runners,
                        {"spec": model.spec, **model.describe()}, tr.stats.started, tr.stats.runner_seconds)
+    answers = [(req, resp) for reqs, outs in zip(tr.requests, tr.outputs) for stage, pairs in reqs.items()
+               for (req, _key), resp in zip(pairs, outs[stage])]
     # outputs the task asked for that the file or folder did not hold: each counts as a failed answer
-    res.missing_predictions = sum(1 for reqs, outs in zip(tr.requests, tr.outputs)
-                                     for stage, pairs in reqs.items()
-                                     for (req, _key), resp in zip(pairs, outs[stage])
-                                     if req.target == MODEL and not resp.ok)
-    return res
+    res.missing_predictions = sum(1 for req, resp in answers if req.target == MODEL and not resp.ok)
+    scored = [resp for req, resp in answers if req.target != MODEL]
+    return res, {"requests": len(scored), "cached": sum(bool(r.meta.get("cached")) for r in scored)}
+
+
+def asks_scorers(task: Task) -> bool:
+    """Whether the task may send requests to scorers: they score the model's outputs, so only a stage after the
+    first can (a one-stage task such as POPE asks the model alone, and scoring it touches no cache)."""
+    return any(stage.uses is None or any(t != MODEL for t in stage.uses) for stage in task.stages()[1:])
+

@@ -121,8 +121,9 @@ def test_score_predictions_exact_metrics_and_missing_count(tmp_path):
     preds.write_text("".join(json.dumps({"doc_id": f"q{i}", "prediction": p}) + "\n"
                              for i, p in enumerate(["1", "2", "3", "7"])))
     proc = run_cli("score", *INC, "double_sum", "--data", data, "--predictions", preds, "--output",
-                   tmp_path / "r.json")
+                   tmp_path / "r.json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "results").exists()      # a task that asks no scorer leaves no cache behind
     printed = json.loads(proc.stdout)
     assert printed["metrics"]["accuracy"]["value"] == pytest.approx(0.6)
     assert printed["missing_predictions"] == 1

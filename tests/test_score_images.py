@@ -33,7 +33,8 @@ def run_dir(shapes, tmp_path):
 def _score(capsys, task, folder, out, *extra):
     capsys.readouterr()
     code = main(["score", task, "--data", "shapes", "--images", str(folder), "--output", str(out),
-                 "--task-args", json.dumps({task: TASK_ARGS[task]}), *extra])
+                 "--task-args", json.dumps({task: TASK_ARGS[task]}), "--results", str(out.parent / "results"),
+                 *extra])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     return json.loads(out.read_text())
@@ -107,3 +108,31 @@ def test_unified_bench_pairs_reconstructions_as_score_i2i(run_dir, tmp_path, cap
     assert main(["score", "unified_bench", "--data", "shapes", "--images", str(folder),
                  "--task-args", json.dumps({"unified_bench": TASK_ARGS["unified_bench"]})]) == 2
     assert f"{stem}.bmp, {stem}.webp could all be the reconstruction of {stem}.png" in capsys.readouterr().err
+
+
+def test_scorer_answers_are_kept_in_the_results_store_and_reused(run_dir, tmp_path, capsys):
+    """A rerun (or an interrupted score) asks the scorers only for what the results store's cache lacks; the
+    stored outputs themselves are never cached."""
+    import sqlite3
+
+    folder, results = tmp_path / "u", tmp_path / "results"
+    main(["export", str(run_dir), "--task", "unified_bench", "--out", str(folder)])
+    args = ["score", "unified_bench", "--data", "shapes", "--images", str(folder), "--no-progress",
+            "--task-args", json.dumps({"unified_bench": TASK_ARGS["unified_bench"]})]
+    outcomes = []
+    for extra in (["--results", str(results)], ["--results", str(results)], ["--no-cache"]):
+        capsys.readouterr()
+        assert main([*args, *extra]) == 0
+        captured = capsys.readouterr()
+        outcomes.append((json.loads(captured.out)["metrics"], captured.err.strip().splitlines()[-1]))
+    (first, said_first), (second, said_second), (uncached, said_uncached) = outcomes
+    assert first == second == uncached
+    n = int(said_first.split(",")[0].split()[-1])
+    assert n >= N - 1                           # at least one comparison per reconstruction in the export
+    assert said_first == f"scorer requests: {n}, 0 of them answered from the response cache in {results / 'cache'}"
+    assert said_second == f"scorer requests: {n}, {n} of them answered from the response cache in {results / 'cache'}"
+    assert said_uncached == f"scorer requests: {n}, 0 of them answered from no cache (--no-cache)"
+    [shard] = (results / "cache").glob("responses.rank*.sqlite")
+    with sqlite3.connect(shard) as conn:
+        targets = [t for (t,) in conn.execute("SELECT target FROM responses")]
+    assert targets and "model" not in targets and all(t.startswith("scorer:") for t in targets)
