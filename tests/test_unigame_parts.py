@@ -236,3 +236,27 @@ def test_world_post_training_stream_asks_what_the_evaluation_asks_never_on_its_i
 
     evaluated = {digest(r["image"]) for r in pope + vqav2}
     assert not evaluated & {digest(r["image"]) for r in vqa}
+
+
+def test_init_from_accepts_its_base_model_spelled_another_way_and_refuses_another(tmp_path, monkeypatch):
+    """--model is compared with the checkpoint's base model as --resume compares them: the same folder through a
+    relative path or a symlink is the same model."""
+    import json
+
+    from harness.errors import HarnessError
+    from unigame.modeling import init_source
+
+    base, other = tmp_path / "models" / "base", tmp_path / "models" / "other"
+    base.mkdir(parents=True)
+    other.mkdir()
+    (tmp_path / "link").symlink_to(base)
+    ckpt = tmp_path / "ckpt"
+    (ckpt / "adapter").mkdir(parents=True)
+    (ckpt / "adapter" / "adapter_config.json").write_text("{}")
+    (ckpt / "harness.json").write_text(json.dumps({"base_model": str(base), "adapter_dir": "adapter",
+                                                   "method": "sft"}))
+    monkeypatch.chdir(tmp_path)
+    for spelling in (str(base), "models/base", "link", "./models/../models/base"):
+        assert init_source(str(ckpt), spelling)["base_model"] == str(base)
+    with pytest.raises(HarnessError, match="was trained on"):
+        init_source(str(ckpt), str(other))
