@@ -36,6 +36,21 @@ def test_yes_no_answers_are_balanced_and_prompts_use_the_task_formats():
     assert set(letters) <= set("ABCD") and len(set(letters)) > 2
 
 
+def test_the_mix_spells_its_prompts_as_the_tasks_send_them():
+    """The world's training mix keeps its own copy of the tasks' instructions (harness does not import tasks); a
+    task whose prompt changes must take the mix with it, or the bundled model trains on prompts it is never asked."""
+    from tasks.mmbench.scoring import LMMS_INSTRUCTION
+    from tasks.mmmu.scoring import MULTI_CHOICE_INSTRUCTION, OPEN_INSTRUCTION
+    from tasks.pope.task import SUFFIX as POPE_SUFFIX
+    from tasks.unified_bench.scoring import CAPTION_PROMPT
+    from tasks.vqav2.task import build_prompt
+
+    assert build_prompt("How many circles?") == f"How many circles?\n{data.VQA_SUFFIX}"
+    assert POPE_SUFFIX == OPEN_INSTRUCTION == data.VQA_SUFFIX
+    assert LMMS_INSTRUCTION == MULTI_CHOICE_INSTRUCTION == data.MC_SUFFIX
+    assert CAPTION_PROMPT == data.UAE_CAPTION_PROMPT
+
+
 def test_focus_multipliers_shift_the_question_mix_and_unknown_families_are_refused():
     plain = data.family_probabilities()
     focus = data.family_probabilities({"pope": 8.0})
