@@ -90,7 +90,7 @@ def test_training_evaluation_shares_the_harness_results_store_and_says_where_eve
     for task in ("vqav2_val", "pope"):
         counts = json.loads((base_dir / task / "results.json").read_text())["counts"]
         assert counts["computed"] == 0 and counts["cached"] == counts["requests"] > 0
-    ckpt = tmp_path / "runs" / "sft-s0" / "checkpoints" / "sft-s0-step000001"
+    ckpt = tmp_path / "runs" / "tiny-janus" / "sft-s0" / "checkpoints" / "sft-s0-step000001"
     assert (ckpt / "COMPLETE").is_file()
     assert f"last checkpoint {ckpt.relative_to(tmp_path)}" in proc.stdout
     assert "base model" in proc.stdout and "step 1" in proc.stdout

@@ -21,7 +21,8 @@ def models(tmp_path_factory):
 
 def _cfg(models, out, *extra):
     argv = ["train", "--model", models["janus"], "--data", "shapes", "--shapes-scenes", "6", "--steps", "2",
-            "--batch-size", "2", "--clip-weights", models["clip"], "--no-plots", "--output", str(out), *extra]
+            "--batch-size", "2", "--clip-weights", models["clip"], "--no-plots",
+            *(["--output", str(out)] if out is not None else []), *extra]
     return config_from_args(build_parser().parse_args(argv))
 
 
@@ -115,8 +116,8 @@ def test_stop_and_resume_repeats_the_same_losses(models, tmp_path):
 
 
 def test_an_output_folder_of_another_base_model_is_refused_before_loading(models, tmp_path):
-    """Runs are named by method and seed, so training a second model with the default --output meets the first
-    model's checkpoints; one of the same architecture would take that run's LoRA without complaint."""
+    """An --output shared by two models' runs (runs are named by method and seed) meets the first model's
+    checkpoints; one of the same architecture would take that run's LoRA without complaint."""
     from harness.errors import HarnessError
 
     flags = ["--method", "sft", "--steps", "2"]
@@ -132,6 +133,22 @@ def test_an_output_folder_of_another_base_model_is_refused_before_loading(models
     alias.symlink_to(models["janus"])
     done = train(_cfg(models, tmp_path / "run", *flags, "--model", str(alias), "--resume"))
     assert [r["step"] for r in _log(tmp_path / "run")] == [1, 2] and done["checkpoints"]
+
+
+def test_the_default_output_is_per_base_model_and_resumes_a_run_in_the_earlier_default(models, tmp_path,
+                                                                                       monkeypatch):
+    """runs/<model>/<method>-s<seed>: a second model trains with no --output. A --resume finds a run of the same
+    model in the default of earlier versions (runs/<method>-s<seed>) and continues it there."""
+    monkeypatch.chdir(tmp_path)
+    flags = ["--method", "sft", "--steps", "2"]
+    train(_cfg(models, "runs/sft-s0", *flags, "--stop-at", "1"))            # where earlier versions put it
+    resumed = train(_cfg(models, None, *flags, "--resume"))
+    assert Path(resumed["output"]) == Path("runs/sft-s0") and [r["step"] for r in _log("runs/sft-s0")] == [1, 2]
+    other = str(tiny_janus(tmp_path / "other-janus"))                     # same shapes, other weights
+    second = train(_cfg(models, None, *flags, "--model", other, "--resume"))
+    assert Path(second["output"]) == Path("runs/other-janus/sft-s0") and second["checkpoints"]
+    fresh = train(_cfg(models, None, *flags))           # without --resume the earlier default is not looked at
+    assert Path(fresh["output"]) == Path("runs") / Path(models["janus"]).name / "sft-s0"
 
 
 def test_non_finite_losses_skip_the_step(models, tmp_path, monkeypatch):

@@ -51,14 +51,25 @@ def latest(root: Path) -> Path | None:
     return max(found, key=step_of) if found else None
 
 
-def check_base(folder: Path, base: str, resume: bool) -> None:
-    """Refuse a checkpoint folder of a run from another base model: the same architecture would load that run's
-    LoRA without complaint, and training would go on from the wrong base."""
+def base_of(folder: Path) -> str | None:
+    """The base model a checkpoint was trained on, as its harness.json records it (None when unreadable)."""
     try:
         trained = json.loads((Path(folder) / "harness.json").read_text()).get("base_model")
     except (OSError, json.JSONDecodeError, AttributeError):
-        return
-    if trained is not None and not same_model(str(trained), base):
+        return None
+    return None if trained is None else str(trained)
+
+
+def trained_on(folder: Path, base: str) -> bool:
+    trained = base_of(folder)
+    return trained is None or same_model(trained, base)
+
+
+def check_base(folder: Path, base: str, resume: bool) -> None:
+    """Refuse a checkpoint folder of a run from another base model: the same architecture would load that run's
+    LoRA without complaint, and training would go on from the wrong base."""
+    if not trained_on(folder, base):
+        trained = base_of(folder)
         how = f"pass --model {trained} to continue that run, or " if resume else ""
         raise HarnessError(f"--output {Path(folder).parent.parent} holds checkpoints of a run from {trained}, not "
                            f"{base}; {how}choose another --output")

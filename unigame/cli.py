@@ -37,7 +37,7 @@ FLAGS = [
     ("--stop-at", "stop_at", int, "checkpoint and exit after this step; --resume continues (the LR schedule "
                                   "still spans --steps)"),
     ("--seed", "seed", int, "training seed (initialisation, order, dropout)"),
-    ("--output", "output", str, "run folder (default runs/<method>-s<seed>)"),
+    ("--output", "output", str, "run folder (default runs/<model>/<method>-s<seed>)"),
     ("--init-from", "init_from", str, "stack on a trainer checkpoint (e.g. UniGame on top of RecA)"),
     ("--device", "device", str, "cpu, cuda, cuda:1 (default: one GPU per process, else CPU)"),
     ("--shapes-scenes", "shapes_scenes", int, "scenes of the embedded world to train on"),

@@ -53,11 +53,12 @@ def train(cfg) -> dict:
     clip = _clip_or_world_fallback(cfg, device, dist)
     label = cfg.label() if not init_meta else f"{init_meta['method']}+{cfg.label()}"
     run_name = run_slug(label, cfg.seed)
-    out = Path(cfg.output or Path("runs") / run_name)
+    base = init_meta["base_model"] if init_meta else cfg.model
+    out = Path(cfg.output) if cfg.output else default_output(run_name, base, cfg.resume, dist)
     ckdir = out / "checkpoints"
     existing = checkpoint.latest(ckdir)
     if existing is not None:        # before any weights load
-        checkpoint.check_base(existing, init_meta["base_model"] if init_meta else cfg.model, cfg.resume)
+        checkpoint.check_base(existing, base, cfg.resume)
     if not cfg.resume and existing is not None:
         raise HarnessError(f"--output {out} already holds checkpoints; pass --resume to continue that run, or "
                            "choose another --output")
@@ -203,6 +204,22 @@ def final_summary(label: str, step: int, last: Path | None, ev: Evaluator, cfg) 
             command += ["--output", str(cfg.results)]
         lines.append("evaluate it: " + " ".join(command))
     return "\n".join(lines)
+
+
+def default_output(run_name: str, base: str, resume: bool, dist) -> Path:
+    """runs/<base model>/<run>: one folder per base model (a local folder by its name), so training a second model
+    needs no --output. A --resume whose run sits in the default of earlier versions (runs/<run>, the same for
+    every model) continues it there."""
+    path = Path(base).expanduser()
+    out = Path("runs") / slug(path.name if path.exists() else base) / run_name
+    legacy = checkpoint.latest(Path("runs") / run_name / "checkpoints")
+    trained = checkpoint.base_of(legacy) if legacy is not None else None
+    if resume and checkpoint.latest(out / "checkpoints") is None and trained is not None \
+            and checkpoint.same_model(trained, base):
+        _say(dist, f"--resume: continuing the run in {legacy.parent.parent} (the default --output of earlier "
+                   "versions)")
+        return legacy.parent.parent
+    return out
 
 
 def run_slug(label: str, seed: int) -> str:
