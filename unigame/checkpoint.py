@@ -60,16 +60,11 @@ def base_of(folder: Path) -> str | None:
     return None if trained is None else str(trained)
 
 
-def trained_on(folder: Path, base: str) -> bool:
-    trained = base_of(folder)
-    return trained is None or same_model(trained, base)
-
-
 def check_base(folder: Path, base: str, resume: bool) -> None:
     """Refuse a checkpoint folder of a run from another base model: the same architecture would load that run's
     LoRA without complaint, and training would go on from the wrong base."""
-    if not trained_on(folder, base):
-        trained = base_of(folder)
+    trained = base_of(folder)
+    if trained is not None and not same_model(trained, base):
         how = f"pass --model {trained} to continue that run, or " if resume else ""
         raise HarnessError(f"--output {Path(folder).parent.parent} holds checkpoints of a run from {trained}, not "
                            f"{base}; {how}choose another --output")

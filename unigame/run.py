@@ -210,12 +210,14 @@ def default_output(run_name: str, base: str, resume: bool, dist) -> Path:
     """runs/<base model>/<run>: one folder per base model (a local folder by its name), so training a second model
     needs no --output. A --resume whose run sits in the default of earlier versions (runs/<run>, the same for
     every model) continues it there."""
-    path = Path(base).expanduser()
-    out = Path("runs") / slug(path.name if path.exists() else base) / run_name
+    from harness.models import spec_slug
+
+    out = Path("runs") / spec_slug(base) / run_name
+    if not resume or checkpoint.latest(out / "checkpoints") is not None:
+        return out
     legacy = checkpoint.latest(Path("runs") / run_name / "checkpoints")
     trained = checkpoint.base_of(legacy) if legacy is not None else None
-    if resume and checkpoint.latest(out / "checkpoints") is None and trained is not None \
-            and checkpoint.same_model(trained, base):
+    if trained is not None and checkpoint.same_model(trained, base):
         _say(dist, f"--resume: continuing the run in {legacy.parent.parent} (the default --output of earlier "
                    "versions)")
         return legacy.parent.parent

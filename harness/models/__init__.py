@@ -151,5 +151,10 @@ def model_slug(model: UnifiedModel) -> str:
     --model spelling (a folder by its name)."""
     if getattr(model, "label", None):
         return slug(str(model.label))
-    path = model_path(model)
-    return slug(Path(path).name if path else str(getattr(model, "spec", model.name)))
+    return spec_slug(str(getattr(model, "spec", model.name)))
+
+
+def spec_slug(spec: str) -> str:
+    """A folder name for a --model spelling: a local folder by its resolved name, anything else as spelled."""
+    path = Path(spec)
+    return slug(path.resolve().name if path.exists() else spec)
