@@ -197,10 +197,12 @@ class Executor:
             answers[key] = resp
         misses = [k for k in unique if k not in answers]
         stages = sorted({f"{it[0].task.name}/{it[2]}" for it in items})
+        # runners that read stored outputs say so, rather than look like a model at work
+        label = f"{runner.progress_label or target}.{kind}"
         bar = tqdm(total=len(unique), initial=len(unique) - len(misses), disable=not self.progress,
-                   desc=f"{target}.{kind}", unit="req", dynamic_ncols=True, mininterval=1.0,
+                   desc=label, unit="req", dynamic_ncols=True, mininterval=1.0,
                    postfix={"cached": len(unique) - len(misses), "failed": 0})
-        bar.set_description_str(f"{target}.{kind} [{', '.join(stages[:3])}{' ...' if len(stages) > 3 else ''}]")
+        bar.set_description_str(f"{label} [{', '.join(stages[:3])}{' ...' if len(stages) > 3 else ''}]")
         failed = 0
         seconds = 0.0
         size = runner.batch_size or self.batch_size

@@ -14,6 +14,7 @@ class PredictionsModel(UnifiedModel):
     """Answers `understand` requests from {"doc_id", "prediction"} lines, matched on request.ref or doc_id."""
 
     name = "predictions"
+    progress_label = "stored predictions"
 
     def __init__(self, predictions: dict[str, str], source: str):
         self.predictions = predictions
@@ -71,6 +72,7 @@ class ReplayModel(UnifiedModel):
     """Answers model requests from a run's samples.jsonl, by content key (the stored model fingerprint)."""
 
     name = "replay"
+    progress_label = "stored outputs"
 
     def __init__(self, model_info: dict, samples_files: list[Path]):
         self.info = model_info

@@ -21,6 +21,8 @@ class Runner:
     kinds: tuple[str, ...] = ()
     #: preferred batch size; None means the run's --batch-size
     batch_size: int | None = None
+    #: what progress bars call this runner; None means its target (model, scorer:clip, ...)
+    progress_label: str | None = None
 
     def fingerprint(self) -> str:
         raise NotImplementedError

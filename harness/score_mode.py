@@ -36,6 +36,7 @@ class ImageFolderModel(UnifiedModel):
     """Answers `generate` requests with image files a task found in a folder, matched on request.ref."""
 
     name = "images"
+    progress_label = "image folder"
 
     def __init__(self, folder: Path, files: dict[str, Path]):
         self.folder, self.files = folder, dict(files)

@@ -124,6 +124,8 @@ def test_score_predictions_exact_metrics_and_missing_count(tmp_path):
                    tmp_path / "r.json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert not (tmp_path / "results").exists()      # a task that asks no scorer leaves no cache behind
+    # the progress bar names what answers: the file, not a model
+    assert "stored predictions.understand" in proc.stderr and "model." not in proc.stderr
     printed = json.loads(proc.stdout)
     assert printed["metrics"]["accuracy"]["value"] == pytest.approx(0.6)
     assert printed["missing_predictions"] == 1
@@ -153,8 +155,9 @@ def test_rescore_needs_no_model_and_survives_a_deleted_cache(tmp_path):
                             else open(f"{run_dir}/{t}/results.json").read())["metrics"]
               for t in ("double_sum", "double_roundtrip")}
     shutil.rmtree(out / "cache")
-    again = run_cli("rescore", *INC, run_dir, "--no-progress")
+    again = run_cli("rescore", *INC, run_dir)
     assert again.returncode == 0, again.stderr
+    assert "stored outputs.understand" in again.stderr and "model." not in again.stderr
     for t, metrics in before.items():
         assert json.loads(open(f"{run_dir}/{t}/results.json").read())["metrics"] == metrics
     strict = run_cli("rescore", *INC, run_dir, "--tasks", "double_sum", "--profile", "strict", "--no-progress")

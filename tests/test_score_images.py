@@ -37,6 +37,7 @@ def _score(capsys, task, folder, out, *extra):
                  *extra])
     captured = capsys.readouterr()
     assert code == 0, captured.err
+    assert "image folder.generate" in captured.err and "model." not in captured.err
     return json.loads(out.read_text())
 
 
