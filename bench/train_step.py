@@ -7,6 +7,7 @@ kept). Prints per-phase times (prepare / attack / mining / U update) and the rat
 
     python bench/train_step.py [--model M] [--batch-size 8] [--steps 10] [--lm-heavy] [--clip-weights W]
                                [--ratio 1:4 --mine-every 4]    (a schedule for big models; default the paper's 1:1)
+                               [--hard-batch 4]                (fewer hard rows per U step than clean rows)
 
 Without --model it uses the bundled tiny-janus when its weights are present, else a random Janus of the same
 shape (64 px, 64 visual tokens, LM 128 x 4). --lm-heavy uses a random Janus whose LM is larger (512 x 8) relative
@@ -51,6 +52,8 @@ def worker(args) -> None:
     # steady state: every candidate passes (threshold 0, no scene check), so the buffer is full and the U step
     # carries its hard rows from the start (CLIP still runs and is timed)
     schedule = {"ratio": args.ratio, "mine_every": args.mine_every} if args.worker == "unigame" else {}
+    if args.worker == "unigame" and args.hard_batch is not None:
+        schedule["hard_batch"] = args.hard_batch
     cfg = TrainConfig(model=args.model, method=args.worker, data="shapes", captions="shapes",
                       steps=args.steps + args.warmup, batch_size=args.batch_size, shapes_scenes=64,
                       clip_weights=args.clip_weights, device=args.device, explicit=sorted(schedule),
@@ -139,7 +142,8 @@ def run_method(method: str, args, model: str, clip: str) -> dict:
     cmd = [sys.executable, __file__, "--worker", method, "--model", model, "--clip-weights", clip,
            "--batch-size", str(args.batch_size), "--steps", str(args.steps), "--warmup", str(args.warmup),
            "--threads", str(args.threads), "--ratio", args.ratio, "--mine-every", str(args.mine_every)] + \
-        (["--device", args.device] if args.device else [])
+        (["--device", args.device] if args.device else []) + \
+        (["--hard-batch", str(args.hard_batch)] if args.hard_batch is not None else [])
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     for line in proc.stdout.splitlines():
@@ -162,6 +166,8 @@ def main() -> None:
     p.add_argument("--device", default=None)
     p.add_argument("--ratio", default="1:1", help="UniGame's C:U schedule (1:4: the adversary updates every 4th step)")
     p.add_argument("--mine-every", type=int, default=1, help="UniGame mines hard samples every m steps")
+    p.add_argument("--hard-batch", type=int, default=None, help="UniGame's hard rows per U step (default: as many "
+                   "as clean rows, --batch-size, as `unigame train` does)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
@@ -180,7 +186,8 @@ def main() -> None:
     clip = args.clip_weights or str(tiny_clip(tmp / "clip", image_size=224))
     print(f"model: {args.model or shape}; batch {args.batch_size}; {args.steps} timed steps after {args.warmup}; "
           f"{args.threads} thread(s); CLIP: {args.clip_weights or 'tiny random (224 px)'}; UniGame schedule "
-          f"C:U {args.ratio}, mining every {args.mine_every} step(s)")
+          f"C:U {args.ratio}, mining every {args.mine_every} step(s); hard rows per U step "
+          f"{args.hard_batch if args.hard_batch is not None else args.batch_size}")
     results: dict[str, dict] = {}
     for _ in range(args.repeats):        # alternate the methods; keep each one's least disturbed run
         for m in ("sft", "unigame"):

@@ -32,5 +32,6 @@ def test_gpu_throughput_benchmark_runs_on_a_cpu_with_a_tiny_janus():
 
 @pytest.mark.slow
 def test_train_step_benchmark_reports_the_breakdown():
-    out = _bench("bench/train_step.py", "--steps", "1", "--warmup", "0", "--repeats", "1", "--batch-size", "2")
-    assert "unigame / sft per step" in out and "attack" in out
+    out = _bench("bench/train_step.py", "--steps", "1", "--warmup", "0", "--repeats", "1", "--batch-size", "2",
+                 "--hard-batch", "1")
+    assert "unigame / sft per step" in out and "attack" in out and "hard rows per U step 1" in out
