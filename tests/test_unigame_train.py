@@ -226,3 +226,24 @@ def test_a_pickle_payload_in_a_checkpoint_is_refused_without_running(models, tmp
         train(_cfg(models, tmp_path / "run", *flags, "--resume"))
     assert str(training / where) in str(err.value)
     assert not marker.exists()                    # refused before anything in it ran
+
+
+def test_without_clip_weights_the_world_run_falls_back_to_no_filter_and_says_so(models, tmp_path, monkeypatch,
+                                                                                capsys):
+    """The README's training command on a machine without downloads: the default CLIP filter cannot load, so the
+    run trains with --filter none (the world's exact scene check still guards the labels), says so first, and its
+    label, folder and checkpoint names say filter=none, so it is never taken for a CLIP-filtered run."""
+    from harness.errors import WeightsError
+
+    monkeypatch.chdir(tmp_path)
+    flags = ["--method", "unigame", "--steps", "1", "--clip-weights", "nobody/no-such-clip"]
+    result = train(_cfg(models, None, *flags))
+    said = capsys.readouterr()
+    assert "training with --filter none, the world's exact scene check guarding the labels" in said.out + said.err
+    run = Path("runs") / Path(models["janus"]).name / "unigame_filter-none-s0"
+    assert Path(result["output"]) == run
+    assert result["checkpoints"][-1].resolve() == (run / "checkpoints" / "unigame_filter-none-s0-step000001").resolve()
+    assert json.loads((result["checkpoints"][-1] / "harness.json").read_text())["method"] == "unigame(filter=none)"
+    # a filter asked for by name is never swapped for another
+    with pytest.raises(WeightsError, match="nobody/no-such-clip.*pass --clip-weights PATH"):
+        train(_cfg(models, tmp_path / "explicit", *flags, "--filter", "clip"))
