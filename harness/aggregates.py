@@ -21,6 +21,16 @@ class Input:
     task: str                   # where a run's value comes from
     metric: str
     unit: str = "display"       # what the formula takes: "display" or "fraction"
+    # the task profiles whose metric is the quantity the formula means (empty: any); a result with no profile
+    # recorded ran the task's default
+    profiles: tuple[str, ...] = ()
+
+    def wrong_profile(self, profile: str | None) -> str | None:
+        """Why a result of `profile` cannot feed this input, or None when it can."""
+        if not self.profiles or profile is None or profile in self.profiles:
+            return None
+        return (f"{self.task}.{self.metric} of profile {profile} is not what the formula takes "
+                f"(profile {' or '.join(self.profiles)})")
 
 
 @dataclass(frozen=True)
@@ -69,7 +79,10 @@ def compute_run(results: dict) -> dict[str, dict]:
             continue
         record = {"inputs": [f"{i.task}.{i.metric}" for i in agg.inputs], "description": agg.description}
         values = {i.param: results[i.task].display_value(i.metric) for i in agg.inputs}
-        if len({_source(results[i.task]) for i in agg.inputs}) > 1:
+        wrong = [w for i in agg.inputs if (w := i.wrong_profile(results[i.task].profile))]
+        if wrong:
+            record.update(value=None, note="; ".join(wrong))
+        elif len({_source(results[i.task]) for i in agg.inputs}) > 1:
             record.update(value=None, note="inputs come from different data sources; not combined")
         elif any(v is None for v in values.values()):
             record.update(value=None, note="an input metric has no value")

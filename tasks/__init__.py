@@ -41,12 +41,16 @@ SUITES.put("unigame_paper", UNIGAME_PAPER, "every task of the UniGame paper")
 SUITES.put("all", UNIGAME_PAPER, "the same as unigame_paper (the default of `run`)")
 
 # --- aggregates over several tasks: UniGame's formulas (tasks/consistency.py), in the units each takes ----------
+# the Consistency Score's WISE is the WiScore (legacy rubric, also lmms-eval's), not WISE-Verified's binary rate
+WISCORE = ("legacy", "lmms")
 for _aggregate in (
     Aggregate("consistency_score", "tasks.consistency:consistency_score",
-              (Input("unified_bench", "unified_bench", "overall"), Input("wise", "wise", "overall", "fraction")),
+              (Input("unified_bench", "unified_bench", "overall"),
+               Input("wise", "wise", "overall", "fraction", WISCORE)),
               "UniGame Consistency Score = 0.6 x UnifiedBench + 0.4 x (WISE x 100), 0-100"),
     Aggregate("consistency_score_uae", "tasks.consistency:consistency_score",
-              (Input("unified_bench", "unified_bench_uae", "overall"), Input("wise", "wise", "overall", "fraction")),
+              (Input("unified_bench", "unified_bench_uae", "overall"),
+               Input("wise", "wise", "overall", "fraction", WISCORE)),
               "Consistency Score with UAE's UnifiedBench backbones (CLIP/LongCLIP/DINOv2/DINOv3), 0-100"),
     Aggregate("understanding_overall", "tasks.consistency:understanding_overall",
               (Input("vqav2", "vqav2_val", "accuracy"), Input("mmmu", "mmmu_val", "accuracy"),

@@ -293,6 +293,13 @@ def test_an_aggregate_names_inputs_not_evaluated_apart_from_inputs_without_a_val
     measured = Cell(value=50.0, source="shapes")
     assert aggregate(col, {"unified_bench": None, "wise": measured}, labels).notes == \
         ["Consistency needs UnifiedBench (not evaluated)"]
+    ub = Cell(value=80.0, source="hub")
+    legacy = aggregate(col, {"unified_bench": ub, "wise": Cell(value=35.0, source="hub", profile="legacy")}, labels)
+    assert legacy.value == pytest.approx(0.6 * 80 + 0.4 * 35)
+    verified = aggregate(col, {"unified_bench": ub, "wise": Cell(value=50.0, source="hub", profile="verified")},
+                         labels)
+    assert verified.value is None and verified.notes == [
+        "Consistency: wise.overall of profile verified is not what the formula takes (profile legacy or lmms)"]
 
 
 def test_checkpoints_named_alike_in_different_runs_are_rows_of_their_own(tmp_path):

@@ -142,6 +142,24 @@ def test_overall_complete_and_refused():
     assert w.overall(_full_scores("verified"), "verified").value == pytest.approx(0.50)
 
 
+def test_verified_overall_keeps_the_prompts_present_and_the_official_term_order():
+    scores = _full_scores("verified")
+    scores[5] = None                       # vllm_eval.py wrote no line for it: calculate_verified.py warns, goes on
+    del scores[999]
+    res = w.overall(scores, "verified")
+    assert res.missing_prompt_ids == [5, 999] and res.value == pytest.approx(0.50)
+    no_chem = {i: s for i, s in _full_scores("verified").items() if not 881 <= i <= 1000}
+    assert w.overall(no_chem, "verified").value is None
+    # calculate_verified.py adds six products in order; grouping the five 0.12 terms changes the last bit, and
+    # with it the 2-decimal figure the script prints
+    cats = {"CULTURE": 0.9675, "TIME": 0.275, "SPACE": 0.5, "BIOLOGY": 8 / 120, "PHYSICS": 11 / 120,
+            "CHEMISTRY": 86 / 120}
+    official = (0.4 * 0.9675 + 0.12 * 0.275 + 0.12 * 0.5 + 0.12 * (8 / 120) + 0.12 * (11 / 120)
+                + 0.12 * (86 / 120))
+    assert w.weighted_overall(cats, "verified") == official == 0.5850000000000001
+    assert f"{w.weighted_overall(cats, 'verified'):.2f}" == "0.59"
+
+
 def test_overall_with_row_categories():
     rows = [{"prompt_id": 10, "Category": "Biology"}, {"prompt_id": 11, "Category": "time"}]
     cat_of = w.categories_from_rows(rows)

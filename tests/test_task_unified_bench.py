@@ -159,12 +159,13 @@ def test_suites():
     assert SUITES.load("consistency") == ("unified_bench", "wise")
 
 
-def _result(value, source="hub", scale=100.0):
+def _result(value, source="hub", scale=100.0, profile=None):
     """A stored result as tasks write it: the value in storage units and the task's display scale."""
     return TaskResult.from_dict({"task": "t", "metrics": {"overall": {"value": value}, "accuracy": {"value": value},
                                                           "circular_accuracy": {"value": value},
                                                           "f1": {"value": value}},
-                                 "dataset": {"source": source, "name": "d"}, "display_scale": scale})
+                                 "dataset": {"source": source, "name": "d"}, "display_scale": scale,
+                                 "profile": profile})
 
 
 def test_derived_metrics_on_unigame_table_1():
@@ -176,6 +177,17 @@ def test_derived_metrics_on_unigame_table_1():
     assert aggregates.compute_run(und)["understanding_overall"]["value"] == pytest.approx(71.45)
     mixed = aggregates.compute_run({"unified_bench": _result(82.77, "shapes", 1.0), "wise": _result(0.35)})
     assert mixed["consistency_score"]["value"] is None
+
+
+def test_the_consistency_score_takes_the_wiscore_not_wise_verifieds_binary_rate():
+    ub = _result(82.77, scale=1.0)
+    for profile in ("legacy", "lmms"):
+        out = aggregates.compute_run({"unified_bench": ub, "wise": _result(0.35, profile=profile)})
+        assert round(out["consistency_score"]["value"], 2) == 63.66
+    out = aggregates.compute_run({"unified_bench": ub, "wise": _result(0.5, profile="verified")})
+    assert out["consistency_score"]["value"] is None
+    assert "wise.overall of profile verified is not what the formula takes (profile legacy or lmms)" in \
+        out["consistency_score"]["note"]
 
 
 def test_consistency_suite_on_shapes_writes_the_consistency_score(shapes, tmp_path):

@@ -101,6 +101,29 @@ def test_verified_profile_binary_scores(tmp_path, judge_prompt):
     assert {r.params["max_tokens"] for r in judge.requests} == {500}
 
 
+def test_verified_overall_aggregates_the_prompts_present_as_calculate_verified_does(tmp_path, judge_prompt):
+    cats = {1: "Cultural knowledge", 2: "Cultural knowledge", 401: "time", 521: "Space", 641: "Biology",
+            761: "Physical Knowledge", 881: "Chemistry"}
+    path = tmp_path / "wise_verified.json"
+    path.write_text(json.dumps([{"Prompt": f"prompt {i}", "Explanation": "e", "Category": c, "Subcategory": "x",
+                                 "prompt_id": i} for i, c in cats.items()]))
+    replies = {"1": "Score: 1", "2": "no verdict", "401": "Score: 1", "521": "Score: 0", "641": "Score: 1",
+               "761": "Score: 0", "881": "Score: 1"}
+    task = WISE(data=str(path), judge_prompt=judge_prompt, profile="verified")
+    _, metrics = run_task(task, SolidDouble(), {"judge": CannedJudge(replies)})
+    # calculate_verified.py: a prompt the judge never scored is missing (as are the 993 ids of 1-1000 this file
+    # lacks); it warns and takes Overall over the rest, in its own term order
+    assert values(metrics)["overall"] == 0.4 * 1.0 + 0.12 * 1.0 + 0.12 * 0.0 + 0.12 * 1.0 + 0.12 * 0.0 + 0.12 * 1.0
+    d = metrics["details"]
+    assert d["missing_prompt_ids"] == 994 and not d["coverage_complete"] and "overall_refused" not in d
+    assert "994 expected prompts have no usable score (e.g. ids [2, 3, 4, 5, 6])" in d["overall_partial"]
+    replies["881"] = "no verdict"          # a whole category without a score: refused, as the official script does
+    _, metrics = run_task(WISE(data=str(path), judge_prompt=judge_prompt, profile="verified"), SolidDouble(),
+                          {"judge": CannedJudge(replies)})
+    assert values(metrics)["overall"] is None
+    assert "refused as the official calculate_verified.py does" in metrics["details"]["overall_refused"]
+
+
 def test_judge_is_asked_again_as_the_official_loop_does_and_attempts_are_cached(tmp_path, judge_prompt):
     bad = "I cannot rate this image."
     replies = {"1": [bad, GOOD],                        # scored on the second attempt

@@ -219,7 +219,8 @@ def combine(cells: list[Cell | None], n_seeds: int) -> Cell | None:
 def aggregate(col, inputs: dict, labels: dict) -> Cell | None:
     """One run's (or one reported row's) aggregate from its input cells (display units); the stderr assumes
     independent inputs. The formula and the unit of each input are the registered aggregate's."""
-    f = AGGREGATES.load(col.kind).compute
+    agg = AGGREGATES.load(col.kind)
+    f = agg.compute
     if all(c is None for c in inputs.values()):
         return None
     inapplicable = [labels[p] for p, c in inputs.items() if c is not None and c.not_applicable]
@@ -235,6 +236,9 @@ def aggregate(col, inputs: dict, labels: dict) -> Cell | None:
              if valueless else [])
         return Cell(notes=[f"{col.label} needs " + " and ".join(parts)])
     cells = list(inputs.values())
+    wrong = [w for i in agg.inputs if i.param in inputs and (w := i.wrong_profile(inputs[i.param].profile))]
+    if wrong:
+        return Cell(notes=[f"{col.label}: " + "; ".join(wrong)])
     if len({c.source for c in cells}) > 1:
         return Cell(notes=[f"{col.label}: inputs come from different data sources; not combined"])
     x = {p: c.value for p, c in inputs.items()}

@@ -43,6 +43,10 @@ ROW_FIELDS = ("Prompt", "Explanation", "Category", "Subcategory", "prompt_id", "
 # how many times the judge is asked about one image before the prompt counts as a failure: both official
 # loops (gpt_eval.py, vllm_eval.py) make up to 3 attempts, re-asking when a reply yields no score
 JUDGE_ATTEMPTS = {"legacy": 3, "verified": 3}
+# whether the official calculator still computes Overall when some expected prompts have no score: Calculate.py
+# refuses; calculate_verified.py warns, lists the missing ids and aggregates the prompts present (refusing only
+# when a whole category is empty)
+PARTIAL_OVERALL = {"legacy": False, "verified": True}
 
 
 def _check_protocol(protocol: str) -> str:
@@ -91,8 +95,9 @@ def weighted_overall(category_scores: Mapping[str, float], protocol: str = "lega
             return None
         return sum(w[c] * category_scores[c] for c in present) / sum(w[c] for c in present)
     s = category_scores
-    if protocol == "verified":
-        return 0.40 * s["CULTURE"] + 0.12 * (s["TIME"] + s["SPACE"] + s["BIOLOGY"] + s["PHYSICS"] + s["CHEMISTRY"])
+    if protocol == "verified":       # calculate_verified.py's term order: the sum's last bit can change the rounding
+        return (0.4 * s["CULTURE"] + 0.12 * s["TIME"] + 0.12 * s["SPACE"]
+                + 0.12 * s["BIOLOGY"] + 0.12 * s["PHYSICS"] + 0.12 * s["CHEMISTRY"])
     return (0.4 * s["CULTURE"] + 0.167 * s["TIME"] + 0.133 * s["SPACE"]
             + 0.1 * s["BIOLOGY"] + 0.1 * s["PHYSICS"] + 0.1 * s["CHEMISTRY"])
 
@@ -116,8 +121,9 @@ def overall(scores: Mapping[int, Optional[float]], protocol: str = "legacy", *,
             missing_as_zero: bool = False) -> WiseOverall:
     """Category means and Overall from per-prompt scores (WiScore or 0/1; None = failed/skipped).
 
-    Like the official scripts, Overall is refused (value None) when an expected prompt or a whole category
-    is missing. Opt-ins reproduce lmms-eval instead: `missing_as_zero` scores missing prompts 0 and
+    Like the official scripts, Overall is refused (value None) when a whole category is missing, and under
+    legacy (Calculate.py) also when any expected prompt is missing; calculate_verified.py aggregates the prompts
+    present and lists the missing ones (`missing_prompt_ids`). Opt-ins reproduce lmms-eval instead: `missing_as_zero` scores missing prompts 0 and
     `renormalise` divides by the weights of the categories present. Expected ids are the protocol's 1-1000
     unless `category_of` (prompt_id -> category, e.g. from `categories_from_rows`) describes the dataset.
     """
@@ -144,7 +150,7 @@ def overall(scores: Mapping[int, Optional[float]], protocol: str = "legacy", *,
     missing_cats = [c for c in CATEGORIES if c not in cat_scores]
     if renormalise:
         value = weighted_overall(cat_scores, protocol, renormalise=True)
-    elif (missing and not missing_as_zero) or missing_cats:
+    elif (missing and not missing_as_zero and not PARTIAL_OVERALL[protocol]) or missing_cats:
         value = None
     else:
         value = weighted_overall(cat_scores, protocol)

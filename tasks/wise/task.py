@@ -6,7 +6,9 @@ Profiles:
   rubric of WISE_legacy/gpt_eval.py; three 0-2 scores, WiScore = (0.7 C + 0.2 R + 0.1 A) / 2; Overall with the
   category weights, refused (value None, reason in details) when any prompt or category has no usable score.
 * verified: WISE-Verified. Judge Qwen3.5-35B-A3B (temperature 0, max_tokens 500, thinking off: configure the judge
-  scorer with --scorer-args), binary `Score: 0/1`, its weights and id ranges.
+  scorer with --scorer-args), binary `Score: 0/1`, its weights and id ranges; as calculate_verified.py, Overall
+  aggregates the prompts scored (details.overall_partial lists the missing) and is refused only when a category
+  has none.
 * lmms: lmms-eval's WISE task: legacy rubric with max_tokens 128, failures (generation, judge, parse) score 0,
   Overall renormalised over the categories present.
 Judge attempts: as both official loops (and lmms-eval) do, the judge is asked again, up to 3 attempts per image,
@@ -120,7 +122,8 @@ class WISE(Task):
 
     def read_image_folder(self, folder: Path) -> dict[str, Path]:
         """`score --images`: WISE's own layout (gpt_eval.py, vllm_eval.py), one {prompt_id}.png per prompt. A prompt
-        without its file is a failed generation, as in a run (the official scripts skip it; Overall is refused)."""
+        without its file is a failed generation, as in a run (the official scripts skip it: legacy Overall is
+        refused, verified Overall aggregates the prompts present)."""
         files = {p.name: p for p in folder.iterdir() if p.is_file()}
         return {d["doc_id"]: files[f"{d['prompt_id']}.png"] for d in self.docs() if f"{d['prompt_id']}.png" in files}
 
@@ -251,6 +254,12 @@ class WISE(Task):
                    "failures_scored_zero": result.missing_as_zero, "judge_models": self.judge_models,
                    "parse_errors": sorted({r["error"] for r in records if r["failed"] == "parse"})[:20],
                    "judge_attempts": _attempt_counts(records, self.attempts)}
+        details["coverage_complete"] = not result.missing_prompt_ids and not result.missing_categories
+        if result.value is not None and result.missing_prompt_ids and not lmms:
+            ids = result.missing_prompt_ids
+            details["overall_partial"] = (f"Overall over the prompts scored: {len(ids)} expected prompts have no "
+                                          f"usable score (e.g. ids {ids[:5]}); calculate_verified.py warns and "
+                                          "aggregates the prompts present, as here")
         if result.value is None:
             details["overall_refused"] = self._refusal(result)
             info = self._info
@@ -283,7 +292,8 @@ class WISE(Task):
             parts.append(f"{len(ids)} expected prompts have no usable score (e.g. ids {ids[:5]})")
         if result.missing_categories:
             parts.append(f"no score in categories {', '.join(result.missing_categories)}")
-        return ("Overall refused as the official Calculate.py does: " + "; ".join(parts)
+        script = "calculate_verified.py" if result.protocol == "verified" else "Calculate.py"
+        return (f"Overall refused as the official {script} does: " + "; ".join(parts)
                 + " (profile lmms renormalises and scores failures 0)")
 
     def settings(self):
@@ -300,7 +310,9 @@ class WISE(Task):
         return {"protocol": self.protocol, "judge": judge, "generation_prompt": "the raw Prompt, no template",
                 "image_size": self.size or "model default", "images_per_prompt": 1,
                 "failures": "scored 0, Overall renormalised (lmms-eval)" if self.profile == "lmms"
-                else "skipped; Overall refused when any prompt or category is missing (official)"}
+                else "skipped; Overall refused when a category has no score, or under legacy any prompt "
+                "(official Calculate.py); verified aggregates the prompts present and lists the missing "
+                "(official calculate_verified.py)"}
 
     export_layout = "wise"
 
