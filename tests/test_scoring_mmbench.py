@@ -152,7 +152,7 @@ def test_random_fallback_is_opt_in_and_counted():
     assert [p["pred"] for p in out1["questions"][0]["passes"]] == [p["pred"] for p in out2["questions"][0]["passes"]]
     assert all(p["random_fallback"] for p in out1["questions"][0]["passes"])
     assert random_fallback_options(CHOICES) == ["A", "B", "C", "D", "Z"]
-    assert random_fallback_options({"A": "x", "B": "y"}, "lmms") == ["A", "B", "E"]
+    assert random_fallback_options({"A": "x", "B": "y"}, "lmms") == ["A", "B", "C", "D", "E"]
 
 
 def test_prompt_vlmevalkit():

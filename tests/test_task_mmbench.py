@@ -149,6 +149,28 @@ def test_official_tsv_with_and_without_its_image_column(dev, tmp_path, capsys):
         MMBenchEnDev(data=str(broken)).docs()
 
 
+def test_tsv_cells_pandas_reads_as_missing_are_missing_options_and_hints(tmp_path):
+    """VLMEvalKit loads the TSV with pandas.read_csv(sep="\\t"): "None", "NA", "N/A", "null"... are NaN there, so such
+    an option is no choice and such a hint no hint; "none" or " NA" stay text."""
+    import pandas as pd
+
+    from tasks.mmbench.tsv import PANDAS_NA, read_tsv
+
+    words = sorted(PANDAS_NA - {""}) + ["none", " NA", "Nan", "NONE", "None of the above"]
+    path = tmp_path / "na.tsv"
+    path.write_text("index\tquestion\thint\tA\tB\n" + "".join(f"{i}\tq\t{w}\tcat\t{w}\n" for i, w in enumerate(words)))
+    frame = pd.read_csv(path, sep="\t")
+    ours = read_tsv(path)
+    assert [r["B"] is None for r in ours] == [bool(pd.isna(v)) for v in frame["B"]]
+    assert sum(r["B"] is None for r in ours) == len(PANDAS_NA) - 1      # every default NA word, nothing else
+    rows = _passes(1, ["cat", "dog", "None"], "A", "c", "l2")[:1]        # pass 0: options cat, dog, None
+    rows[0]["hint"] = "N/A"
+    model = ScriptedModel({}, default="A")
+    run_task(MMBenchEnDev(data=str(_tsv(tmp_path / "MMBench_DEV_EN.tsv", rows))), model)
+    assert model.by_ref()["1"].text.startswith("Question: What is shown?\nOptions:\nA. cat\nB. dog\n")
+    assert "C." not in model.by_ref()["1"].text and "Hint" not in model.by_ref()["1"].text
+
+
 def test_bad_rows(tmp_path):
     write_png(tmp_path / "img.png")
     rows = _passes(1, ["a", "b"], "A", "c", "l2")

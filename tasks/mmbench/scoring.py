@@ -172,10 +172,13 @@ def can_infer(answer: str, choices: Mapping[str, str], profile: str = "official"
 
 
 def random_fallback_options(choices: Mapping[str, str], profile: str = "official") -> list[str]:
-    """Letters the upstream last-resort draw picks from: options + "Z" (official) or + "E" (lmms)."""
+    """Letters the upstream last-resort draw picks from: options + "Z" (official), or A-E whatever the options
+    (lmms: `sum(ch in item for ch in "ABCD")` tests a pandas row's column names, and its frame always has the
+    columns A-D, so a two-option question draws from A, B, C, D and E too)."""
     _check_profile(profile)
-    letters = [c for c in choices if c != "Z"] if profile == "official" else [c for c in "ABCD" if c in choices]
-    return letters + (["Z"] if profile == "official" else ["E"])
+    if profile == "official":
+        return [c for c in choices if c != "Z"] + ["Z"]
+    return ["A", "B", "C", "D", "E"]
 
 
 # ---------------------------------------------------------------- CircularEval
