@@ -58,6 +58,33 @@ def test_exported_folder_reproduces_the_runs_metrics(run_dir, tmp_path, capsys, 
     assert res["runners"] == run["runners"]            # the same (world) scorers as the run
 
 
+def test_geneval_failure_mode_exclude_scores_only_the_images_present_as_evaluate_images_does(run_dir, tmp_path,
+                                                                                            capsys):
+    """The export lacks the failed 00002/1: by default it counts as incorrect (as in the run); with failure_mode
+    exclude (or profile exclude_failures) its tag's accuracy is over the images present, as GenEval's
+    evaluate_images.py scores the files it finds."""
+    folder = tmp_path / "g"
+    main(["export", str(run_dir), "--task", "geneval", "--out", str(folder)])
+    assert not (folder / "00002" / "samples" / "0001.png").exists()
+    default = _score(capsys, "geneval", folder, tmp_path / "default.json")
+    counts = default["details"]["per_tag_counts"]
+    tag = build("geneval", n=N)[2]["tag"]
+    official = {t: c["correct"] / (c["total"] - (t == tag)) for t, c in counts.items()}
+    assert official[tag] != counts[tag]["correct"] / counts[tag]["total"]       # the rule matters here
+    TASK_ARGS["geneval"]["failure_mode"] = "exclude"
+    try:
+        excluded = _score(capsys, "geneval", folder, tmp_path / "exclude.json")
+    finally:
+        del TASK_ARGS["geneval"]["failure_mode"]
+    assert excluded["metrics"]["overall"]["value"] == pytest.approx(sum(official.values()) / len(official))
+    assert excluded["metrics"][tag]["value"] == pytest.approx(official[tag])
+    assert excluded["details"]["n_images"] == default["details"]["n_images"] - 1
+    assert excluded["details"]["n_failed"] == 1 and excluded["details"]["failure_mode"] == "exclude"
+    assert "left out" in excluded["settings"]["failure_rule"]
+    by_profile = _score(capsys, "geneval", folder, tmp_path / "profile.json", "--profile", "exclude_failures")
+    assert by_profile["metrics"] == excluded["metrics"] and by_profile["profile"] == "exclude_failures"
+
+
 def test_the_folder_hash_follows_the_files(run_dir, tmp_path, capsys):
     folder = tmp_path / "wise_images"
     main(["export", str(run_dir), "--task", "wise", "--out", str(folder)])

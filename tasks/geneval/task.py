@@ -25,6 +25,7 @@ REPO, COMMIT = "djghosh13/geneval", "af4902f"
 METADATA_URL = f"https://raw.githubusercontent.com/{REPO}/{COMMIT}/prompts/evaluation_metadata.jsonl"
 METADATA_SHA256 = "5c48e0813e812e3c373fa5c8ed07a8f0a483be30272b4427b0559c8048e67c13"
 N_IMAGES = 4
+FAILURE_MODES = ("incorrect", "exclude")
 # GenEval's object_names.txt (the detector's label names) renames three COCO classes; the transformers checkpoint's
 # id2label uses the COCO names, so detections are renamed before GenEval's metadata classes look them up.
 COCO_TO_GENEVAL = {"mouse": "computer mouse", "remote": "tv remote", "keyboard": "computer keyboard"}
@@ -43,7 +44,9 @@ WORLD_DEVIATION = ("detector: the embedded world's exact scene parser (world_det
 class GenEval(Task):
     """GenEval (553 prompts, 4 images each) with the official thresholds (0.3; 0.9 on counting), no NMS, max 16
     objects per class, position margin 0.1. Failed generations, detections or colour classifications make that
-    image incorrect and are counted in details.failures.
+    image incorrect and are counted in details.failures; profile exclude_failures (or the option
+    failure_mode="exclude") leaves such images out instead, as evaluate_images.py scores only the image files
+    present (a prompt folder holding 3 of its 4 images, say), and still counts them.
 
     Data: default the official prompts/evaluation_metadata.jsonl (djghosh13/geneval@af4902f, pinned by sha256;
     fetched into the harness cache when online); `--data PATH` a metadata jsonl (or a folder holding
@@ -51,8 +54,8 @@ class GenEval(Task):
     world_detector. Options (--task-args): n_images (4), size (image size asked of the model; default the model's
     own), detector / classifier (scorer names; classifier null = colours from the detector), object_names (GenEval's
     object_names.txt as the detector's label names), position_threshold (official option, default 0.1),
-    world_n / world_seed. Equal detector scores keep the detector's order (settings.ties says how that differs
-    from the official sort).
+    world_n / world_seed, failure_mode. Equal detector scores keep the detector's order (settings.ties says how
+    that differs from the official sort).
     """
 
     name = "geneval"
@@ -60,7 +63,7 @@ class GenEval(Task):
     data_sources = ("release", "path", "shapes")     # its default is not a hub dataset
     version = "1"
     description = "GenEval: object-focused text-to-image alignment, mean of six tag accuracies"
-    profiles = ("official",)
+    profiles = ("official", "exclude_failures")
     headline = "overall"
     options_help = {
         "n_images": "images per prompt (default 4, as GenEval's generator)",
@@ -70,12 +73,14 @@ class GenEval(Task):
         "object_names": "GenEval's prompts/object_names.txt: the detector's label names by id (default: the "
                         "checkpoint's COCO names with GenEval's three renames)",
         "position_threshold": "relative_position's margin, GenEval's --options position_threshold (default 0.1)",
+        "failure_mode": "incorrect (an image that failed or is missing counts as incorrect, default) or exclude "
+                        "(left out, as evaluate_images.py scores only the image files present)",
         "world_n": "--data shapes: number of world prompts (default 60)",
         "world_seed": "--data shapes: world seed (default 0)",
     }
     # position_threshold is checked by _non_negative below (a number and >= 0)
     option_types = {"n_images": "int", "size": "size?", "detector": "str", "classifier": "str?",
-                    "object_names": "str", "world_n": "int", "world_seed": "int"}
+                    "object_names": "str", "failure_mode": FAILURE_MODES, "world_n": "int", "world_seed": "int"}
 
     def __init__(self, data=None, profile=None, limit=None, **options):
         super().__init__(data, profile, limit, **options)
@@ -89,6 +94,10 @@ class GenEval(Task):
         self.class_names = _object_names(options["object_names"]) if options.get("object_names") else None
         self.position_threshold = _non_negative(options.get("position_threshold", scoring.POSITION_THRESHOLD),
                                                 "position_threshold")
+        self.failure_mode = options.get("failure_mode",
+                                        "exclude" if self.profile == "exclude_failures" else "incorrect")
+        if self.failure_mode not in FAILURE_MODES:
+            raise DataError(f"geneval: failure_mode must be one of {', '.join(FAILURE_MODES)}")
 
     # --- data -------------------------------------------------------------------------------------------------
     def load(self):
@@ -216,15 +225,18 @@ class GenEval(Task):
         return {"sample": k, "correct": bool(correct), "failed": None, "reason": reason}
 
     def aggregate(self, records):
+        keep_failed = self.failure_mode == "incorrect"
         flat = [{"tag": r["tag"], "prompt_id": r["index"], "correct": im["correct"]}
-                for r in records for im in r["images"]]
+                for r in records for im in r["images"] if keep_failed or not im["failed"]]
         failures: dict[str, int] = {}
         for r in records:
             for im in r["images"]:
                 if im["failed"]:
                     failures[im["failed"]] = failures.get(im["failed"], 0) + 1
         if not flat:
-            return {"overall": Metric(None, None, 0), "details": {"failures": failures, "n_failed": 0}}
+            return {"overall": Metric(None, None, 0),
+                    "details": {"failures": failures, "n_failed": sum(failures.values()),
+                                "failure_mode": self.failure_mode}}
         s = scoring.summarize(flat)
         per_tag = {t: mean([float(x["correct"]) for x in flat if x["tag"] == t]) for t in s["per_tag"]}
         errors = [m.stderr for m in per_tag.values()]
@@ -236,6 +248,7 @@ class GenEval(Task):
         metrics["details"] = {"per_tag_counts": s["per_tag_counts"], "tags_missing": s["tags_missing"],
                               "n_images": s["n_images"], "n_prompts": s["n_prompts"],
                               "failures": failures, "n_failed": sum(failures.values()),
+                              "failure_mode": self.failure_mode,
                               "informational": ["correct_images", "correct_prompts"]}
         return metrics
 
@@ -249,6 +262,8 @@ class GenEval(Task):
                                "position_threshold": self.position_threshold,
                                "crop_background": scoring.BACKGROUND},
                 "ties": TIES,
+                "failure_rule": "a failed or missing image is incorrect and counted" if self.failure_mode == "incorrect"
+                else "failed or missing images are left out and counted (evaluate_images.py scores the files present)",
                 "class_names": "world shapes" if self.shapes else
                 f"object_names {self.options['object_names']}" if self.class_names else
                 f"the checkpoint's COCO names with GenEval's renames {COCO_TO_GENEVAL}",

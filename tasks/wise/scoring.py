@@ -123,9 +123,10 @@ def overall(scores: Mapping[int, Optional[float]], protocol: str = "legacy", *,
 
     Like the official scripts, Overall is refused (value None) when a whole category is missing, and under
     legacy (Calculate.py) also when any expected prompt is missing; calculate_verified.py aggregates the prompts
-    present and lists the missing ones (`missing_prompt_ids`). Opt-ins reproduce lmms-eval instead: `missing_as_zero` scores missing prompts 0 and
-    `renormalise` divides by the weights of the categories present. Expected ids are the protocol's 1-1000
-    unless `category_of` (prompt_id -> category, e.g. from `categories_from_rows`) describes the dataset.
+    present and lists the missing ones (`missing_prompt_ids`). Opt-ins reproduce lmms-eval instead:
+    `missing_as_zero` scores missing prompts 0 and `renormalise` divides by the weights of the categories present.
+    Expected ids are the protocol's 1-1000 unless `category_of` (prompt_id -> category, e.g. from
+    `categories_from_rows`) describes the dataset.
     """
     _check_protocol(protocol)
     if category_of is not None:
