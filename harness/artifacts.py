@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 import io
+import re
 import zlib
 from pathlib import Path
 
+from harness.errors import DataError
 from harness.store import write_bytes
 from harness.types import Image
+
+
+SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class ArtifactStore:
@@ -14,6 +19,10 @@ class ArtifactStore:
         self.root = Path(root)
 
     def path(self, sha: str) -> Path:
+        # references are read back from samples.jsonl and the cache: an edited one must not name a file elsewhere
+        if not isinstance(sha, str) or not SHA256.fullmatch(sha):
+            raise DataError(f"{self.root}: image reference {sha!r} is not a sha256 hex digest (a damaged or edited "
+                            "samples.jsonl or cache entry); rerun the task to store its images again")
         return self.root / sha[:2] / f"{sha}.png"
 
     def put(self, image: Image) -> str:

@@ -71,3 +71,24 @@ def test_names_from_a_tampered_samples_file_stay_inside_the_export_folder(run_di
     with pytest.raises(HarnessError, match="would be written outside"):
         export(run_dir, "wise", out)
     assert not (tmp_path / "deep" / "escaped.png").exists() and not (tmp_path / "deep" / "a" / "outside.png").exists()
+
+
+@pytest.mark.parametrize("reference", ["../../private/secret", "/etc/hostname", "ab" * 31 + "/x"])
+def test_an_image_reference_from_a_tampered_samples_file_never_names_a_file_outside_the_artifacts(
+        run_dir, tmp_path, capsys, reference):
+    """samples.jsonl names each stored image by its sha256; an edited name must not make export copy (or rescore
+    send to a scorer) a file from elsewhere."""
+    from PIL import Image as PILImage
+
+    private = tmp_path / "private"
+    private.mkdir()
+    PILImage.new("RGB", (4, 4), (1, 2, 3)).save(private / "secret.png")
+    path = run_dir / "wise" / "samples.jsonl"
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    lines[0]["requests"]["generate"][0]["response"]["images"] = [reference]
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    out = tmp_path / "out"
+    assert main(["export", str(run_dir), "--task", "wise", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not a sha256 hex digest" in err and repr(reference) in err
+    assert not any(p.read_bytes() == (private / "secret.png").read_bytes() for p in out.rglob("*.png"))

@@ -181,6 +181,24 @@ def test_import_lmms_version_flag_and_reimport(tmp_path):
     assert not any("#1436" in n for n in res["mmmu_val"]["scoring_notes"])   # fixed in 0.7.3
 
 
+def test_import_lmms_keeps_tokens_and_keys_out_of_the_store(tmp_path):
+    """An HF token or API key in lmms-eval's model_args (or its CLI arguments) never reaches the store."""
+    data = lmms_results_073()
+    token, key = "hf_" + "T0KEN" * 6, "sk-" + "K3Y" * 8
+    args = f"pretrained=llava-hf/llava-1.5-7b-hf,token={token},api_key={key},max_new_tokens=16,use_auth_token=True"
+    data["config"]["model_args"] = args
+    data["config"]["resolved_cli_args"].update(model_args=args, hf_token=token, headers=[f"Bearer {key}"])
+    store = tmp_path / "results"
+    r = run_cli("import-lmms", write_lmms_output(tmp_path / "out", data), "--output", store)
+    assert r.returncode == 0, r.stderr
+    written = "".join(p.read_text() for p in store.rglob("*") if p.is_file() and p.suffix in (".json", ".jsonl"))
+    assert token not in written and key not in written and "T0KEN" not in written and "K3Y" not in written
+    _, manifest, res = _imported(store)
+    assert manifest["model"]["model_args"] == ("pretrained=llava-hf/llava-1.5-7b-hf,token=[redacted],"
+                                               "api_key=[redacted],max_new_tokens=16,use_auth_token=True")
+    assert res["pope"]["model"]["spec"] == "llava-hf/llava-1.5-7b-hf"       # the identity is untouched
+
+
 def test_import_lmms_rejects_other_json(tmp_path):
     bad = tmp_path / "x.json"
     bad.write_text(json.dumps({"task": "pope", "metrics": {}}))

@@ -260,3 +260,26 @@ def test_init_from_accepts_its_base_model_spelled_another_way_and_refuses_anothe
         assert init_source(str(ckpt), spelling)["base_model"] == str(base)
     with pytest.raises(HarnessError, match="was trained on"):
         init_source(str(ckpt), str(other))
+
+
+@pytest.mark.parametrize("adapter_dir", ["../elsewhere", "/abs/elsewhere", "adapter/../../elsewhere", 7])
+def test_a_checkpoints_adapter_dir_must_stay_inside_it(tmp_path, adapter_dir):
+    """harness.json's adapter_dir names a folder inside the checkpoint: a copied or downloaded one must not make
+    evaluation or --init-from load (and stacking copy) another folder's LoRA."""
+    import json
+
+    from harness.errors import HarnessError
+    from harness.models.checkpoints import locate
+    from unigame.modeling import init_source
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "adapter_config.json").write_text("{}")
+    ckpt = tmp_path / "ckpt"
+    (ckpt / "adapter").mkdir(parents=True)
+    if isinstance(adapter_dir, str) and adapter_dir.startswith("/abs"):
+        adapter_dir = str(elsewhere)
+    (ckpt / "harness.json").write_text(json.dumps({"base_model": "tiny-janus", "adapter_dir": adapter_dir}))
+    for load in (lambda: init_source(str(ckpt), None), lambda: locate(str(ckpt))):
+        with pytest.raises(HarnessError, match=r"adapter_dir .* is not a folder inside the checkpoint"):
+            load()

@@ -57,12 +57,13 @@ def init_source(init_from: str, model_flag: str | None) -> dict:
     if meta.get("init_from"):
         raise HarnessError(f"--init-from {init_from}: already a stacked checkpoint; stack on its own base run")
     base = meta.get("base_model")
+    from harness.models.checkpoints import adapter_folder
     from unigame.checkpoint import same_model
 
     if model_flag and base and not same_model(model_flag, base):     # the rule --resume applies too
         raise HarnessError(f"--init-from {init_from} was trained on {base!r}, not on --model {model_flag!r}; "
                            "omit --model or pass the same one")
-    adapter_dir = path / meta["adapter_dir"] if meta.get("adapter_dir") else path
+    adapter_dir = adapter_folder(path, meta)
     has_lora = (adapter_dir / "adapter_config.json").is_file()
     return {"path": str(path.resolve()), "method": meta.get("method", "init"),
             "adapter_dir": str(adapter_dir) if has_lora else None, "meta": meta,

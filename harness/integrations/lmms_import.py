@@ -22,6 +22,7 @@ from harness import registry
 from harness.errors import HarnessError
 from harness.integrations.equivalence import LmmsEquivalent, version_tuple
 from harness.metrics import Metric
+from harness.redaction import redact
 from harness.results import Counts, Manifest, TaskResult, write_task_result
 from harness.store import RunStore, read_json, slug, write_bytes
 from harness.task import DatasetInfo
@@ -199,7 +200,8 @@ def import_results(path: str | Path, output: str | Path, lmms_version: str | Non
     if not path.is_file():
         raise HarnessError(f"{path}: no such file (give lmms-eval's <date>_results.json)")
     raw = path.read_bytes()
-    data = read_json(path)
+    # model_args and the CLI arguments can hold an HF token or an API key: gone before anything reads the file
+    data = redact(read_json(path))
     if not isinstance(data, dict) or not isinstance(data.get("results"), dict) or not data["results"]:
         raise HarnessError(f"{path}: not an lmms-eval results file (no 'results' object with tasks)")
     config = data.get("config") or {}

@@ -177,12 +177,24 @@ def _download(hub_id: str, revision: str | None) -> tuple[Path, str] | None:
     return hub_snapshot(hub_id, revision)
 
 
+def adapter_folder(path: Path, meta: dict) -> Path:
+    """Where a checkpoint's PEFT files are: harness.json's adapter_dir, a folder inside the checkpoint (a copied
+    or downloaded checkpoint must not load, hash or stack another folder's adapter), else the checkpoint itself."""
+    name = meta.get("adapter_dir")
+    if not name:
+        return path
+    if not isinstance(name, str) or not (path / name).resolve().is_relative_to(path.resolve()):
+        raise HarnessError(f"{path / 'harness.json'}: adapter_dir {name!r} is not a folder inside the checkpoint; "
+                           "name one inside it, or leave it out when the adapter files sit in the checkpoint itself")
+    return path / name
+
+
 def _checkpoint(spec: str, path: Path, revision: str | None, download: bool, names: dict) -> Source:
     try:
         meta = json.loads((path / "harness.json").read_text())
     except json.JSONDecodeError as e:
         raise HarnessError(f"{path / 'harness.json'}: not valid JSON ({e})") from None
-    adapter_dir = path / meta["adapter_dir"] if meta.get("adapter_dir") else path
+    adapter_dir = adapter_folder(path, meta)
     has_peft = (adapter_dir / "adapter_config.json").is_file()
     if not has_peft and (path / "config.json").is_file():   # a full fine-tune saved as a Hugging Face folder
         missing = missing_files(path)
