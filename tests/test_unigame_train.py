@@ -100,6 +100,23 @@ def test_each_method_trains_and_checkpoints(models, tmp_path, name):
         assert log[0]["eps"] == pytest.approx(0.02)
 
 
+def test_a_1_to_k_schedule_updates_the_adversary_on_the_steps_it_mines(models, tmp_path, monkeypatch):
+    """--ratio 1:4 --mine-every 4: C updates on steps 0 and 4, whose candidates are the ones mined, so the decoder
+    attack runs once per 4 steps (an update on step 3 and a separate attack to mine on step 4 would run it twice)."""
+    from unigame.attack import Adversary
+
+    calls = []
+    run = Adversary.run
+    monkeypatch.setattr(Adversary, "run", lambda self, *a, **k: calls.append(1) or run(self, *a, **k))
+    train(_cfg(models, tmp_path, "--method", "unigame", "--steps", "8", "--filter", "none", "--scene-check", "off",
+               "--ratio", "1:4", "--mine-every", "4"))
+    log = _log(tmp_path)
+    updated = [r["step"] for r in log if r.get("loss_c") is not None]
+    mined = [r["step"] for r in log if r.get("candidates")]
+    assert updated == mined == [1, 5] and len(calls) == 2       # logged steps count from 1
+    assert all(r.get("loss_hard") is not None for r in log)     # every U step still draws from the buffer
+
+
 def test_stop_and_resume_repeats_the_same_losses(models, tmp_path):
     flags = ["--method", "unigame", "--steps", "4", "--filter", "none", "--scene-check", "off", "--capacity", "2",
              "--warmup", "1"]

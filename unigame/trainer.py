@@ -96,8 +96,11 @@ class Trainer:
         return self.buffer is None or (self.cfg.mine_from == "attack" and step % self.cfg.mine_every == 0)
 
     def c_updates_at(self, step: int) -> int:
+        """C updates on `step`: a per b steps, the first on step 0, so a 1:k schedule updates C on the steps
+        --mine-every k mines (0, k, 2k, ...) and the update's candidates are the ones mined: one attack per k
+        steps, not an update and a separate no-gradient attack."""
         a, b = self.cfg.c_updates
-        return (step + 1) * a // b - step * a // b
+        return _ceil_div((step + 1) * a, b) - _ceil_div(step * a, b)
 
     # ------------------------------------------------------------------------------------------------ step
     def train_step(self, step: int) -> dict:
@@ -305,6 +308,10 @@ class Trainer:
         self.u.load_state_dict(state["u"])
         if self.c is not None:
             self.c.load_state_dict(state["c"])
+
+
+def _ceil_div(n: int, d: int) -> int:
+    return -(-n // d)
 
 
 def merge_metrics(per_rank: list[dict]) -> dict:
