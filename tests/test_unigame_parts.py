@@ -85,9 +85,23 @@ def test_buffer_sampling_state_and_pop():
     g = torch.Generator().manual_seed(0)
     drawn = buf.sample(4, g)
     assert len(drawn) == 4 and len(buf) == 2 and len({s.row for s in drawn}) == 4
-    copy = HardBuffer(capacity=1)
+    copy = HardBuffer(capacity=10)
     copy.load_state_dict(buf.state_dict())
     assert [s.row for s in copy.items] == [s.row for s in buf.items] and copy.pop and copy.capacity == 10
+    # resumed on more processes, a rank's buffer keeps its own share of the capacity: the hardest items
+    smaller = HardBuffer(capacity=1)
+    smaller.load_state_dict(buf.state_dict())
+    assert smaller.capacity == 1 and [s.row for s in smaller.items] == [buf.items[0].row]
+    assert smaller.evicted == buf.evicted + 1
+
+
+def test_the_ranks_shares_of_the_buffer_sum_to_its_capacity():
+    from unigame.buffer import rank_share
+
+    for world in (1, 2, 3, 8, 64):
+        shares = [rank_share(50, rank, world) for rank in range(world)]
+        assert sum(shares) == max(50, world) and max(shares) - min(shares) <= 1
+    assert [rank_share(50, r, 8) for r in range(8)] == [7, 7, 6, 6, 6, 6, 6, 6]
 
 
 def test_selection_rules():
@@ -166,6 +180,7 @@ def test_presets_ablations_and_labels():
     (["train", "--method", "sft", "--reference-compat"], "use it with --method unigame"),
     (["train", "--und-lr", "-1"], "--und-lr must be positive (got -1.0)"),         # was the optimiser's traceback
     (["train", "--beta", "-0.5"], "--beta must be 0 or more"),
+    (["train", "--max-grad-norm", "-1"], "--max-grad-norm must be 0 or more"),
     (["train", "--lora-dropout", "1"], "--lora-dropout must be in [0, 1)"),
     (["train", "--warmup", "-2"], "--warmup must be 0 or more"),
 ])
@@ -173,6 +188,21 @@ def test_bad_flags_give_one_line_and_exit_code_2(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
+
+
+def test_max_grad_norm_0_turns_clipping_off_as_its_help_says():
+    import torch
+
+    from unigame.cli import build_parser, config_from_args
+    from unigame.dist import Dist
+    from unigame.optim import Player
+
+    cfg = config_from_args(build_parser().parse_args(["train", "--max-grad-norm", "0", "--data", "shapes"]))
+    weight = torch.nn.Parameter(torch.zeros(2))
+    player = Player("U", [weight], 1e-3, cfg, Dist())
+    (weight * torch.tensor([300.0, 400.0])).sum().backward()
+    info = player.update()
+    assert cfg.max_grad_norm == 0 and info["grad_norm"] == pytest.approx(500.0) and not info["skipped"]
 
 
 def test_init_from_a_folder_that_is_neither_checkpoint_nor_model_names_the_flag(tmp_path, capsys):

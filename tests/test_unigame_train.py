@@ -98,6 +98,10 @@ def test_each_method_trains_and_checkpoints(models, tmp_path, name):
         assert log[0]["loss_reca"] > 0
     if name == "noise":
         assert log[0]["eps"] == pytest.approx(0.02)
+    if name == "reference":      # its OR rule rejects nothing: the record must not claim a filter did
+        assert meta["semantic_filter"]["applied"] is False and meta["semantic_filter"]["rule"].startswith("or")
+    if name == "unigame":
+        assert "applied" not in meta["semantic_filter"] and meta["semantic_filter"]["filter"] == "clip"
 
 
 def test_a_1_to_k_schedule_updates_the_adversary_on_the_steps_it_mines(models, tmp_path, monkeypatch):
@@ -115,6 +119,24 @@ def test_a_1_to_k_schedule_updates_the_adversary_on_the_steps_it_mines(models, t
     mined = [r["step"] for r in log if r.get("candidates")]
     assert updated == mined == [1, 5] and len(calls) == 2       # logged steps count from 1
     assert all(r.get("loss_hard") is not None for r in log)     # every U step still draws from the buffer
+
+
+def test_the_reference_defect_switches_reach_its_generation_side_mining(models, tmp_path):
+    """--ce-reduction batch and --delta-dtype bfloat16 change the reference profile's mining (its hardness comes
+    from sampled images, not from the perturber step), as the reference code's defects do."""
+    from unigame.refcompat import bf16_add
+
+    flags = [models["clip"] if a is None else a for a in METHODS["reference"]]
+    runs = {}
+    for name, extra in (("plain", []), ("batch_ce", ["--ce-reduction", "batch"])):
+        train(_cfg(models, tmp_path / name, *flags, *extra))
+        runs[name] = [(r["tau"], r["hard_h_mean"]) for r in _log(tmp_path / name)]
+    assert runs["plain"] != runs["batch_ce"]
+    e = torch.randn(3, 8, generator=torch.Generator().manual_seed(0)) * 7
+    delta = torch.full_like(e, 0.01)
+    rounded = e + bf16_add(lambda x: delta)(e)          # what the sampler feeds the LM
+    torch.testing.assert_close(rounded, (e.bfloat16() + delta.bfloat16()).float(), rtol=2 ** -22, atol=0)
+    assert not torch.equal(rounded, e + delta)
 
 
 def test_stop_and_resume_repeats_the_same_losses(models, tmp_path):

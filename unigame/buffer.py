@@ -40,6 +40,12 @@ def select(hardness: torch.Tensor, passed: torch.Tensor, tau: float, rule: str =
     raise ValueError(f"selection rule must be 'and' or 'or', not {rule!r}")
 
 
+def rank_share(capacity: int, rank: int, world: int) -> int:
+    """One rank's part of the run's buffer capacity (the paper's 50 is for the whole run): the parts sum to it,
+    at least 1 each."""
+    return max(1, capacity // world + (rank < capacity % world))
+
+
 class HardBuffer:
     def __init__(self, capacity: int = 50, pop: bool = False):
         if capacity < 1:
@@ -103,7 +109,11 @@ class HardBuffer:
                            "tensor": s.tensor, "meta": s.meta, "seq": s.seq} for s in self.items]}
 
     def load_state_dict(self, state: dict) -> None:
-        self.capacity, self.pop = state["capacity"], state["pop"]
+        """The saved items, within this buffer's own capacity: a run resumed on another number of processes
+        keeps each rank's share of the run's capacity (the hardest items stay)."""
+        self.pop = state["pop"]
         self.pushed, self.evicted, self.rejected = state["pushed"], state["evicted"], state["rejected"]
         self._seq = state["seq"]
-        self.items = [HardSample(**item) for item in state["items"]]
+        items = sorted((HardSample(**item) for item in state["items"]), key=lambda s: (-s.hardness, s.seq))
+        self.items = items[:self.capacity]
+        self.evicted += len(items) - len(self.items)

@@ -215,10 +215,9 @@ class TrainConfig:
         need(self.stop_at is None or 1 <= self.stop_at <= self.steps, "--stop-at must be between 1 and --steps")
         need(self.batch_size >= 1, "--batch-size must be at least 1")
         need(self.eps_max > 0, "--eps-max must be positive")
-        for flag, value in (("--gen-lr", self.gen_lr), ("--und-lr", self.und_lr),
-                            ("--max-grad-norm", self.max_grad_norm)):
+        for flag, value in (("--gen-lr", self.gen_lr), ("--und-lr", self.und_lr)):
             need(value > 0, f"{flag} must be positive (got {value})")
-        for flag, value in (("--beta", self.beta), ("--lambda", self.lam), ("--weight-decay", self.weight_decay),
+        for flag, value in (("--max-grad-norm", self.max_grad_norm), ("--beta", self.beta), ("--lambda", self.lam), ("--weight-decay", self.weight_decay),
                             ("--gen-weight", self.gen_weight), ("--reca-weight", self.reca_weight),
                             ("--hinge-weight", self.hinge_weight)):
             need(value >= 0, f"{flag} must be 0 or more (got {value})")

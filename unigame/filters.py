@@ -51,6 +51,11 @@ class SemanticFilter:
             out.update(threshold=self.cfg.cos_threshold, scale="raw cosine of understanding visual tokens")
         if self.cfg.hinge_weight > 0:
             out["hinge"] = f"{self.cfg.hinge_weight} * max(0, {self.cfg.hinge_margin} - raw CLIP cos(image, text))"
+        if self.cfg.select_rule == "or":
+            # the reference code's rule: nothing is rejected for meaning something else, so say what decides
+            out.update(applied=False, scene_check=False,
+                       rule="or (reference code): a candidate is pushed when H >= tau or its CLIP similarity is low; "
+                            "neither the threshold nor the scene check rejects any")
         return out
 
     def texts(self, rows: list[dict]) -> list[str]:

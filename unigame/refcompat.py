@@ -23,14 +23,17 @@ def mine_generated(trainer, step: int, clean, m: dict) -> None:
     rows = clean.rows
     guidance = float(getattr(trainer.loaded.adapter, "defaults", dict)().get("guidance_scale", 5.0))
     hardness, inputs, owners, lows, pixels_all = [], [], [], [], []
+    perturb = bf16_add(trainer.perturber) if cfg.delta_dtype == "bfloat16" else trainer.perturber
     for k in range(cfg.candidates):
         gens = [trainer.generator(step, 10 + k, i) for i in range(len(rows))]
         with trainer.amp():
-            codes = h.sample_image_codes([r["question"] for r in rows], gens, guidance, perturb=trainer.perturber)
+            codes = h.sample_image_codes([r["question"] for r in rows], gens, guidance, perturb=perturb)
         with torch.no_grad(), trainer.amp():
             pixels = h.decode(h.code_embeddings(codes)).float().clamp(-1, 1)
             pv = h.pixels_to_pixel_values(pixels)
             ce = h.answer_loss(clean.batch, h.visual_tokens(pv)).float()
+        if cfg.ce_reduction == "batch":     # reference-code defect, on request only: one CE for the micro-batch
+            ce = ce.mean().expand_as(ce)
         verdict = trainer.filter.check(rows, pixels, clean.visual, clean.visual, clean.gen_pixels)
         hardness.append(ce.cpu() + verdict.hinge)
         lows.append(verdict.low_clip)
@@ -51,3 +54,12 @@ def mine_generated(trainer, step: int, clean, m: dict) -> None:
     all_rows = [rows[i] for i in owners]
     trainer.push(step, all_rows, hardness_t, None, keep, m, inputs=torch.cat(inputs), kind="pixels")
     m.update(candidates=len(owners), passed=int(keep.sum()), tau=tau)
+
+
+def bf16_add(perturber):
+    """The reference code's bf16 add (`--delta-dtype bfloat16`), for the sampler, which adds what `perturb` returns
+    to the float32 embedding e: return bf16(e) + bf16(C(e)), rounded as the reference rounds it, minus e (the
+    sampler's float32 e + that is the bf16 sum, to within a float32 rounding)."""
+    def perturb(e: torch.Tensor) -> torch.Tensor:
+        return (e.to(torch.bfloat16) + perturber(e).to(torch.bfloat16)).float() - e
+    return perturb

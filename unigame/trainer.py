@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from unigame.attack import Adversary, Candidates
-from unigame.buffer import HardBuffer, HardSample, select, threshold
+from unigame.buffer import HardBuffer, HardSample, rank_share, select, threshold
 from unigame.data import pil
 from unigame.filters import SemanticFilter
 from unigame.generation import caption_loss, reca_loss
@@ -72,8 +72,8 @@ class Trainer:
         if cfg.attack != "none":
             has_scenes = any(r.get("scene") for r in data.vqa[:50])
             self.filter = SemanticFilter(cfg, self.device, has_scenes, clip)
-        # the paper's capacity is for the whole run: each rank keeps its share of it
-        self.buffer = HardBuffer(math.ceil(cfg.capacity / dist.world), cfg.buffer_pop) if cfg.buffer else None
+        self.buffer = (HardBuffer(rank_share(cfg.capacity, dist.rank, dist.world), cfg.buffer_pop)
+                       if cfg.buffer else None)
         self.step = 0
         self.model_train_mode()
 
