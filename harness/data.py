@@ -1,14 +1,15 @@
 """Reading benchmark data: local files in a benchmark's own schema, the Hugging Face hub, and content hashes.
 
 Local data (`--data PATH`) may be a .jsonl/.json/.parquet/.csv/.tsv file, or a folder holding such files (read in
-sorted order) or a `datasets.save_to_disk` folder. Image columns may hold paths (relative to the file), encoded
-bytes, or {"bytes", "path"} dicts as Hugging Face stores them; they become lazily loaded `Image`s.
+sorted order) or a `datasets.save_to_disk` folder. Image columns may hold paths (relative to the file, and inside its
+folder), encoded bytes, or {"bytes", "path"} dicts as Hugging Face stores them; they become lazily loaded `Image`s.
 """
 from __future__ import annotations
 
 import csv
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -17,6 +18,17 @@ from harness.store import cache_root
 from harness.types import Image, canonical_json
 
 TABLE_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".tsv")
+
+
+def check_inside(folder: Path, image: Path, where: str) -> None:
+    """An image path written in a data file must name a file below that file's folder (lexically: a symlinked
+    image folder inside it is fine), so a data file handed to us cannot make us read, hash and pass to a model or
+    judge an image from anywhere else on the machine."""
+    base = os.path.normpath(os.path.abspath(folder))
+    target = os.path.normpath(os.path.abspath(image))
+    if os.path.commonpath([base, target]) != base:
+        raise DataError(f"{where}: image path {str(image)!r} is outside the data file's folder {base}; keep the "
+                        "images in (or linked into) that folder and name them relative to it")
 
 
 def load_rows(path: str | Path, image_columns: Sequence[str] = (), required: Sequence[str] = (),
@@ -51,6 +63,8 @@ def load_rows(path: str | Path, image_columns: Sequence[str] = (), required: Seq
                 continue
             try:
                 row[col] = Image.coerce(value, base, identity=f"{source}:{n}:{col}" if source else None)
+                if isinstance(value, (str, Path)):
+                    check_inside(base, row[col].path, f"{path}: row {n}, column {col!r}")
             except TypeError:
                 raise DataError(f"{path}: row {n}, column {col!r}: not an image path, bytes or "
                                 "{bytes, path} record") from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.data import TABLE_SUFFIXES, content_sha256, load_rows
+from harness.data import TABLE_SUFFIXES, check_inside, content_sha256, load_rows
 from harness.errors import DataError
 from harness.metrics import bootstrap, mean
 from harness.task import DatasetInfo, MODEL, Stage, Task, understand
@@ -149,7 +149,10 @@ class POPE(Task):
                 if col not in row:
                     raise bad_row(str(f), n, col, "missing")
             if row.get("image") is not None and not isinstance(row["image"], Image):
-                row["image"] = Image.coerce(row["image"], f.parent)
+                written = row["image"]
+                row["image"] = Image.coerce(written, f.parent)
+                if isinstance(written, str):
+                    check_inside(f.parent, row["image"].path, f"{f}: row {n}, column 'image'")
                 if row["image"].path is not None and not row["image"].path.exists():
                     raise bad_row(str(f), n, "image", f"image file {row['image'].path} not found")
             return self._hf_row(row, n, str(f), _category_from_name(f.stem))
