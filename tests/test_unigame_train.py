@@ -70,6 +70,32 @@ def test_gradients_reach_the_perturber_through_the_decoder(models, tmp_path, int
     assert cands.delta_rel == pytest.approx(float((delta.norm(dim=-1) / z.norm(dim=-1)).mean()), rel=1e-4)
 
 
+def test_with_bf16_weights_the_perturbation_reaches_the_lm_in_float32(models, tmp_path):
+    """--weights-dtype bfloat16 on an understanding-path method: z + delta (float32) is the LM's input as it is; a
+    cast to the bf16 embedding dtype would round a 0.02-per-token delta away."""
+    trainer = _trainer(models, tmp_path, "--method", "adv_embed", "--weights-dtype", "bfloat16")
+    clean = trainer.prepare(trainer.data.vqa_batch(0, 2))
+    z = trainer.adversary.interface_tokens(clean)
+    delta = trainer.perturber(z)
+    seen = {}
+
+    def capture(module, args, kwargs):
+        seen["embeds"] = kwargs["inputs_embeds"]
+
+    lm = trainer.hooks.model.model.language_model
+    handle = lm.register_forward_pre_hook(capture, with_kwargs=True)
+    try:
+        cands = trainer.adversary.run(clean, z, delta)
+    finally:
+        handle.remove()
+    assert next(lm.parameters()).dtype == torch.bfloat16 and seen["embeds"].dtype == torch.float32
+    mask = seen["embeds"].new_zeros(seen["embeds"].shape[:2], dtype=torch.bool)
+    mask |= clean.batch.input_ids == trainer.hooks.model.config.image_token_id
+    assert torch.equal(seen["embeds"][mask], (z + delta).reshape(-1, z.shape[-1]).detach())
+    cands.ce.mean().backward()
+    assert all(p.grad is not None for p in trainer.perturber.parameters())
+
+
 METHODS = {
     "sft": ["--method", "sft"],
     "noise": ["--method", "noise"],

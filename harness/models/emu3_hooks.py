@@ -165,7 +165,8 @@ class Emu3Hooks:
     def _hidden(self, batch: UnderstandingBatch, visual: torch.Tensor | None, all_layers: bool = False):
         if visual is None and batch.pixel_values is not None:
             visual = self.visual_tokens(batch.pixel_values)
-        embeds = merge_visual(self.model, batch.input_ids, visual)
+        embeds = merge_visual(self.model, batch.input_ids, visual,
+                              precise=torch.is_autocast_enabled(self.device.type))
         out = self.model.model.text_model(inputs_embeds=embeds, attention_mask=batch.attention_mask,
                                           position_ids=positions(batch.attention_mask), use_cache=False,
                                           output_hidden_states=all_layers)

@@ -84,7 +84,8 @@ class JanusHooks:
         """The LM's last hidden state, or with `all_layers` the tuple (embeddings, layer 1, ...) for probes."""
         if visual is None and batch.pixel_values is not None:
             visual = self.visual_tokens(batch.pixel_values)
-        embeds = merge_visual(self.model, batch.input_ids, visual)
+        embeds = merge_visual(self.model, batch.input_ids, visual,
+                              precise=torch.is_autocast_enabled(self.device.type))
         out = self.model.model.language_model(inputs_embeds=embeds, attention_mask=batch.attention_mask,
                                               position_ids=positions(batch.attention_mask), use_cache=False,
                                               output_hidden_states=all_layers)
