@@ -20,6 +20,15 @@ from harness.types import Response
 GREEDY = {"do_sample": False}
 
 
+def failure_mode(task: Task, modes: tuple[str, str]) -> str:
+    """The task's failure_mode option: `modes` = (default, leave-out); profile exclude_failures makes the second
+    the default. Refused when not one of them (tasks built in code skip the CLI's option check)."""
+    mode = task.options.get("failure_mode", modes[1] if task.profile == "exclude_failures" else modes[0])
+    if mode not in modes:
+        raise DataError(f"{task.name}: failure_mode must be one of {', '.join(modes)}")
+    return mode
+
+
 def is_local_path(data: str | None) -> bool:
     return data_kind(data) == "path"
 

@@ -217,9 +217,9 @@ class TrainConfig:
         need(self.eps_max > 0, "--eps-max must be positive")
         for flag, value in (("--gen-lr", self.gen_lr), ("--und-lr", self.und_lr)):
             need(value > 0, f"{flag} must be positive (got {value})")
-        for flag, value in (("--max-grad-norm", self.max_grad_norm), ("--beta", self.beta), ("--lambda", self.lam), ("--weight-decay", self.weight_decay),
-                            ("--gen-weight", self.gen_weight), ("--reca-weight", self.reca_weight),
-                            ("--hinge-weight", self.hinge_weight)):
+        for flag, value in (("--max-grad-norm", self.max_grad_norm), ("--beta", self.beta), ("--lambda", self.lam),
+                            ("--weight-decay", self.weight_decay), ("--gen-weight", self.gen_weight),
+                            ("--reca-weight", self.reca_weight), ("--hinge-weight", self.hinge_weight)):
             need(value >= 0, f"{flag} must be 0 or more (got {value})")
         need(0 <= self.lora_dropout < 1, f"--lora-dropout must be in [0, 1) (got {self.lora_dropout})")
         need(self.lora_r >= 1 and self.lora_alpha > 0, "--lora-r must be at least 1 and --lora-alpha positive")

@@ -13,6 +13,15 @@ import torch
 import torch.nn.functional as F
 
 
+def visual_dtype(embeds: torch.Tensor, visual: torch.Tensor, precise: bool) -> torch.Tensor:
+    """The text embeddings in the dtype the visual tokens are written in. With `precise` (training under autocast)
+    float32 visual tokens keep float32: a perturbation added to them must not be rounded away to bf16 before the
+    LM's first layer (the residual stream then stays float32)."""
+    if precise and visual.dtype == torch.float32 and embeds.dtype != torch.float32:
+        return embeds.float()
+    return embeds
+
+
 def positions(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 

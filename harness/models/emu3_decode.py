@@ -21,7 +21,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from harness.models.decoding import generators_for, new_cache, positions, sample_rows, text_loop
+from harness.models.decoding import generators_for, new_cache, positions, sample_rows, text_loop, visual_dtype
 
 __all__ = ["decode_codes", "decode_text", "generation_inputs", "generators_for", "image_embeddings",
            "layout_ids", "merge_visual", "sample_image_codes", "to_pil", "understanding_prompt", "visual_table"]
@@ -82,7 +82,8 @@ def image_mask(model, input_ids: torch.Tensor) -> torch.Tensor:
     return input_ids == model.vocabulary_mapping.image_token_id
 
 
-def merge_visual(model, input_ids: torch.Tensor, visual: torch.Tensor | None, precise: bool = False) -> torch.Tensor:
+def merge_visual(model, input_ids: torch.Tensor, visual: torch.Tensor | None,
+                 precise: bool = False) -> torch.Tensor:
     """Text embeddings with `visual` ([n_images, h*(w+1), width] or a flat [n, width], images in prompt order)
     at the `<image>` placeholders, as `Emu3Model.forward` does, without an in-place write."""
     embeds = model.get_input_embeddings()(input_ids)
@@ -92,10 +93,7 @@ def merge_visual(model, input_ids: torch.Tensor, visual: torch.Tensor | None, pr
         if n_slots:
             raise ValueError(f"the prompt has {n_slots} image placeholders but no image was given")
         return embeds
-    if precise and visual.dtype == torch.float32 and embeds.dtype != torch.float32:
-        # under autocast the LM takes float32 embeddings: a perturbation of float32 visual tokens must not be
-        # rounded away to bf16 before the LM's first layer (the residual stream then stays float32)
-        embeds = embeds.float()
+    embeds = visual_dtype(embeds, visual, precise)
     flat = visual.reshape(-1, embeds.shape[-1]).to(embeds.dtype)
     if flat.shape[0] != n_slots:
         raise ValueError(f"{flat.shape[0]} visual tokens for {n_slots} image placeholders")

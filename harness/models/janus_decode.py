@@ -11,7 +11,8 @@ from typing import Sequence
 
 import torch
 
-from harness.models.decoding import generators_for, new_cache, positions, resize_pixels, sample_rows, text_loop
+from harness.models.decoding import (generators_for, new_cache, positions, resize_pixels, sample_rows, text_loop,
+                                     visual_dtype)
 
 __all__ = ["decode_codes", "decode_text", "generators_for", "image_features", "merge_visual", "positions",
            "resize_pixels", "sample_image_codes", "sample_rows", "to_pil", "unconditional_ids"]
@@ -28,7 +29,8 @@ def image_token_mask(model, input_ids: torch.Tensor) -> torch.Tensor:
     return input_ids == model.config.image_token_id
 
 
-def merge_visual(model, input_ids: torch.Tensor, visual: torch.Tensor | None, precise: bool = False) -> torch.Tensor:
+def merge_visual(model, input_ids: torch.Tensor, visual: torch.Tensor | None,
+                 precise: bool = False) -> torch.Tensor:
     """Text embeddings with `visual` ([n_images, tokens, width], images in prompt order) written at the image
     placeholder positions, as `JanusModel.forward` does, without an in-place write so gradients reach `visual`."""
     embeds = model.get_input_embeddings()(input_ids)
@@ -38,10 +40,7 @@ def merge_visual(model, input_ids: torch.Tensor, visual: torch.Tensor | None, pr
         if n_slots:
             raise ValueError(f"the prompt has {n_slots} image placeholders but no image was given")
         return embeds
-    if precise and visual.dtype == torch.float32 and embeds.dtype != torch.float32:
-        # under autocast the LM takes float32 embeddings: a perturbation of float32 visual tokens must not be
-        # rounded away to bf16 before the LM's first layer (the residual stream then stays float32)
-        embeds = embeds.float()
+    embeds = visual_dtype(embeds, visual, precise)
     flat = visual.reshape(-1, embeds.shape[-1]).to(embeds.dtype)
     if flat.shape[0] != n_slots:
         raise ValueError(f"{flat.shape[0]} visual tokens for {n_slots} image placeholders")

@@ -19,7 +19,8 @@ SAMPLE = re.compile(r"\d+\.png")
 def read_folder(folder: Path, docs: list[dict], n_images: int | None) -> tuple[dict[str, Path], int]:
     """({ref "<doc_id>/<k>" of a generate request: image file}, images per prompt). Without `n_images` the count is
     the folder's largest sample number + 1; a prompt holding fewer images has failed samples, counted as a run
-    counts them (incorrect, or left out under failure_mode exclude, as evaluate_images.py scores the files present)."""
+    counts them (incorrect, or left out under failure_mode exclude, as evaluate_images.py scores the files
+    present)."""
     by_index = {d["index"]: d for d in docs}
     files: dict[str, Path] = {}
     seen: dict[int, str] = {}

@@ -17,6 +17,7 @@ from harness.metrics import Metric, mean
 from harness.masks import rle_decode
 from harness.task import DatasetInfo, MODEL, Stage, Task, data_kind, generate, score, scorer_target
 from harness.types import Response
+from tasks.common import failure_mode
 from tasks.downloads import cached_file, sha256_file
 
 from . import scoring
@@ -94,10 +95,7 @@ class GenEval(Task):
         self.class_names = _object_names(options["object_names"]) if options.get("object_names") else None
         self.position_threshold = _non_negative(options.get("position_threshold", scoring.POSITION_THRESHOLD),
                                                 "position_threshold")
-        self.failure_mode = options.get("failure_mode",
-                                        "exclude" if self.profile == "exclude_failures" else "incorrect")
-        if self.failure_mode not in FAILURE_MODES:
-            raise DataError(f"geneval: failure_mode must be one of {', '.join(FAILURE_MODES)}")
+        self.failure_mode = failure_mode(self, FAILURE_MODES)
 
     # --- data -------------------------------------------------------------------------------------------------
     def load(self):
@@ -262,8 +260,9 @@ class GenEval(Task):
                                "position_threshold": self.position_threshold,
                                "crop_background": scoring.BACKGROUND},
                 "ties": TIES,
-                "failure_rule": "a failed or missing image is incorrect and counted" if self.failure_mode == "incorrect"
-                else "failed or missing images are left out and counted (evaluate_images.py scores the files present)",
+                "failure_rule": ("a failed or missing image is incorrect and counted"
+                                 if self.failure_mode == "incorrect" else "failed or missing images are left out and counted (evaluate_images.py "
+                                      "scores the files present)"),
                 "class_names": "world shapes" if self.shapes else
                 f"object_names {self.options['object_names']}" if self.class_names else
                 f"the checkpoint's COCO names with GenEval's renames {COCO_TO_GENEVAL}",

@@ -3,9 +3,9 @@ their image column.
 
 VLMEvalKit reads them with pandas' `read_csv(sep="\t")`, so an empty cell, and a cell holding one of pandas' default
 missing-value words ("None", "NA", "N/A", "null", ...), is NaN: a missing option or hint, dropped from the prompt and
-the choices. The `image` column holds the
-image as base64 text; a cell of at most 64 characters instead names the `index` of the row that holds the image
-(VLMEvalKit's ImageBaseDataset resolves it the same way), which is how circular passes share one picture.
+the choices. The `image` column holds the image as base64 text; a cell of at most 64 characters instead names the
+`index` of the row that holds the image (VLMEvalKit's ImageBaseDataset resolves it the same way), which is how
+circular passes share one picture.
 """
 from __future__ import annotations
 

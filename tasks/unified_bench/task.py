@@ -19,6 +19,7 @@ from harness.metrics import Metric
 from harness.options import as_bool
 from harness.task import DatasetInfo, MODEL, Stage, Task, data_kind, generate, score, scorer_target, understand
 from harness.types import Image
+from tasks.common import failure_mode
 from tasks.downloads import cached_zip_folder
 
 from . import scoring
@@ -73,10 +74,7 @@ class UnifiedBench(Task):
         if self.set not in SETS:
             raise DataError(f"{self.name}: unknown backbone_set {self.set!r} (choose {', '.join(SETS)})")
         self.backbones = SETS[self.set]
-        default_mode = "exclude" if self.profile == "exclude_failures" else "zero"
-        self.failure_mode = options.get("failure_mode", default_mode)
-        if self.failure_mode not in scoring.FAILURE_MODES:
-            raise DataError(f"{self.name}: failure_mode must be one of {', '.join(scoring.FAILURE_MODES)}")
+        self.failure_mode = failure_mode(self, scoring.FAILURE_MODES)
         self.size = options.get("size")
         self.mismatched = as_bool(options.get("mismatched", self.set == "world"))
         self.from_folder = False        # reconstructions read from a folder (`score --images`): nothing to caption
