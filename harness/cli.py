@@ -159,7 +159,11 @@ def main(argv: list[str] | None = None) -> int:
         registry.include(args.include)
         from harness import commands
 
-        return getattr(commands, f"cmd_{args.command.replace('-', '_')}")(args, argv) or 0
+        code = getattr(commands, f"cmd_{args.command.replace('-', '_')}")(args, argv) or 0
+        from harness import distributed
+
+        distributed.shutdown()
+        return code
     except HarnessError as e:
         if args.debug:
             raise

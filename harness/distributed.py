@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -42,6 +43,19 @@ def barrier(dist: Dist) -> None:
     if not td.is_initialized():
         td.init_process_group(backend="gloo", rank=dist.rank, world_size=dist.world, timeout=timedelta(hours=12))
     td.barrier()
+
+
+def shutdown() -> None:
+    """Leave the process group at the end of a successful command. A process that exits with a gloo group still
+    alive can abort during interpreter teardown (its threads still hold work: "terminate called without an active
+    exception"), which turns a finished run into a failed exit under torchrun. Not called on errors or interrupts:
+    destroying a group with a collective in flight waits for that collective."""
+    if "torch.distributed" not in sys.modules:
+        return
+    import torch.distributed as td
+
+    if td.is_available() and td.is_initialized():
+        td.destroy_process_group()
 
 
 def shard_path(task_dir: Path, rank: int) -> Path:

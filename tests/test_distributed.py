@@ -134,3 +134,19 @@ def test_one_and_two_processes_draw_the_same_images_on_the_cpu(tmp_path):
         assert det["threads"] == 1 and det["torch"]["num_threads"] == 1
     [ra], [rb] = (list(o.glob("*/*/unified_bench/results.json")) for o in (tmp_path / "one", tmp_path / "two"))
     assert json.loads(ra.read_text())["metrics"] == json.loads(rb.read_text())["metrics"]
+
+
+def test_a_successful_command_leaves_the_process_group_so_teardown_cannot_abort(tmp_path, monkeypatch):
+    """A gloo group still alive at interpreter exit can abort the process ("terminate called without an active
+    exception"), failing a finished run under torchrun; the CLI destroys it once the command has succeeded."""
+    import torch.distributed as td
+
+    from harness.cli import main
+
+    td.init_process_group("gloo", init_method=f"file://{tmp_path / 'init'}", rank=0, world_size=1)
+    try:
+        assert main(["tasks"]) == 0
+        assert not td.is_initialized()
+    finally:
+        if td.is_initialized():
+            td.destroy_process_group()

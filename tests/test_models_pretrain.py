@@ -1,7 +1,9 @@
 """Pretraining pipeline of the bundled tiny Janus: data, tokenizer, packing, and a --quick end-to-end run."""
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -191,6 +193,33 @@ def test_emu3_packed_segments_compute_exactly_the_single_prompt_loss(tmp_path):
         single = [hooks.answer_loss(hooks.understanding_batch([ex["images"]], [q], [a]))[0]
                   for ex in exs for q, a in ex["segments"]]
     assert torch.allclose(packed, torch.stack(single).mean(), atol=1e-4)
+
+
+def _mark_then_abort(marker: str) -> None:
+    Path(marker).write_text("{}")
+    os.abort()          # what gloo's threads did at a worker's exit: std::terminate, SIGABRT
+
+
+def _abort(marker: str) -> None:
+    os.abort()
+
+
+def test_a_part_that_crashes_after_marking_itself_done_does_not_fail_the_phase(tmp_path, capfd):
+    from tinyfactory.pretrain import run_parallel
+
+    done = tmp_path / "joint.done"
+    run_parallel([(_mark_then_abort, (str(done),)), (_abort, (str(done),))], [done])
+    assert "after its part was saved and marked done" in capfd.readouterr().out
+
+
+def test_a_part_that_crashes_before_it_is_done_fails_with_its_exit_code_and_python_stack(tmp_path, capfd):
+    from tinyfactory.pretrain import run_parallel
+
+    done = tmp_path / "joint.done"
+    with pytest.raises(SystemExit, match=r"exit codes \[-6\]\); rerun to resume"):
+        run_parallel([(_abort, (str(done),))], [done])
+    err = capfd.readouterr().err
+    assert "Fatal Python error: Aborted" in err and "_abort" in err
 
 
 @pytest.mark.slow

@@ -100,12 +100,26 @@ def _stop(signum, frame):
     raise SystemExit(f"terminated by signal {signum}")
 
 
-def run_parallel(jobs: list[tuple]) -> None:
-    """Run (target, args) in spawned processes; if one fails, stop the others and fail."""
+def _worker(target, args) -> None:
+    """A part's process: a native crash prints the Python stack that led to it, and a part that returned leaves at
+    once. Interpreter teardown is skipped because gloo's threads can abort it ("terminate called without an active
+    exception") after the part has saved everything, which would fail a finished phase."""
+    import faulthandler
+
+    faulthandler.enable()
+    target(*args)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def run_parallel(jobs: list[tuple], done: list[Path]) -> None:
+    """Run (target, args) in spawned processes; if one fails, stop the others and fail, unless every part had already
+    marked itself done (a crash on the way out loses nothing)."""
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=t, args=a) for t, a in jobs]
+    procs = [ctx.Process(target=_worker, args=job) for job in jobs]
     for p in procs:
         p.start()
     import signal
@@ -123,9 +137,11 @@ def run_parallel(jobs: list[tuple]) -> None:
             if p.is_alive():
                 p.terminate()
             p.join()
-    bad = [p for p in procs if p.exitcode != 0]
-    if bad:
-        raise SystemExit(f"pretraining part failed (exit codes {[p.exitcode for p in procs]}); rerun to resume")
+    codes = [p.exitcode for p in procs]
+    if any(codes) and all(d.exists() for d in done):
+        print(f"a worker exited with {codes} after its part was saved and marked done; going on", flush=True)
+    elif any(codes):
+        raise SystemExit(f"pretraining part failed (exit codes {codes}); rerun to resume")
 
 
 def export(workdir: Path, out: Path, r: dict, meta: dict) -> None:
@@ -205,15 +221,16 @@ def main(argv=None) -> int:
     from tinyfactory.workers import vision_worker
 
     workers = {"vq": (vq_worker, (str(workdir), a.arch)), "vision": (vision_worker, (str(workdir),))}
-    jobs = [workers[part] for part in arch.first_parts if not (workdir / f"{part}.done").exists()]
-    if jobs:
-        print(f"phase 1: {', '.join(j[0].__name__ for j in jobs)}", flush=True)
-        run_parallel(jobs)
+    todo = [part for part in arch.first_parts if not (workdir / f"{part}.done").exists()]
+    if todo:
+        print(f"phase 1: {', '.join(workers[part][0].__name__ for part in todo)}", flush=True)
+        run_parallel([workers[part] for part in todo], [workdir / f"{part}.done" for part in todo])
     for n, phase in ((2, "und"), (3, "joint"), (4, "focus")):
         if not (workdir / f"{phase}.done").exists():
             print(f"phase {n}: {phase} on 2 ranks", flush=True)
             init_file = workdir / f"dist-{time.time_ns()}"
-            run_parallel([(lm_worker, (rank, 2, str(workdir), str(init_file), phase, a.arch)) for rank in range(2)])
+            run_parallel([(lm_worker, (rank, 2, str(workdir), str(init_file), phase, a.arch)) for rank in range(2)],
+                         [workdir / f"{phase}.done"])
             init_file.unlink(missing_ok=True)
 
     import torch

@@ -150,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         from unigame.run import train
 
         train(cfg)
+        from harness import distributed
+
+        distributed.shutdown()
         return 0
     except HarnessError as e:
         if debug:
