@@ -94,6 +94,21 @@ def test_score_cli(data, tmp_path, capsys):
         pytest.approx(4 / 7)
 
 
+def test_failure_mode_exclude_leaves_failed_and_missing_answers_out_and_bad_modes_are_refused(data, tmp_path,
+                                                                                                  capsys):
+    """Physics_1 has no prediction: left out, 3 of the 6 answered are right, and the seeded draws stay the same."""
+    _, metrics = run_task(MMMUVal(data=str(data), failure_mode="exclude"), ScriptedModel(PREDICTIONS))
+    assert values(metrics)["accuracy"] == pytest.approx(3 / 6) and "science" in values(metrics)
+    d = metrics["details"]
+    assert (d["n_random_fallback"], d["n_random_fallback_correct"], d["n_failed"]) == (2, 0, 1)
+    assert d["failure_mode"] == "exclude" and "Physics" not in d["per_subject"]
+    preds = write_predictions(tmp_path / "p.jsonl", PREDICTIONS)
+    out = score_cli(capsys, "mmmu_val", data, preds, "--task-args", '{"mmmu_val": {"failure_mode": "exclude"}}')
+    assert out["metrics"]["accuracy"]["value"] == pytest.approx(3 / 6) and out["missing_predictions"] == 1
+    with pytest.raises(Exception, match="failure_mode"):
+        MMMUVal(data=str(data), failure_mode="zero")
+
+
 def test_score_rows_without_images(tmp_path, capsys):
     """MMMU rows with no image columns at all: enough to score predictions (same result as with the images)."""
     rows = [_row("validation_Art_1", "<image 1> Which organelle makes proteins?", ORGANELLES, "C", images=()),
@@ -136,6 +151,11 @@ def test_score_against_the_real_answer_key(tmp_path, capsys):
     assert res["details"]["n_open"] == 53 and res["details"]["n_random_fallback"] == 0
     with pytest.raises(DataError, match="answer key .* can only score predictions"):
         MMMUVal(data=str(path)).docs()
+    # main_eval_only.py scores the ids its predictions file holds: Math_15 is left out, not wrong
+    out = score_cli(capsys, "mmmu_val", path, tmp_path / "p.jsonl", "--task-args",
+                    '{"mmmu_val": {"failure_mode": "exclude"}}')
+    m = {k: v["value"] for k, v in out["metrics"].items()}
+    assert m["accuracy"] == pytest.approx(869 / 899) and m["science"] == 1.0 and out["missing_predictions"] == 1
 
 
 def test_missing_referenced_image_names_row_and_column(tmp_path):

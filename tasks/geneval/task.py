@@ -261,8 +261,9 @@ class GenEval(Task):
                                "crop_background": scoring.BACKGROUND},
                 "ties": TIES,
                 "failure_rule": ("a failed or missing image is incorrect and counted"
-                                 if self.failure_mode == "incorrect" else "failed or missing images are left out and counted (evaluate_images.py "
-                                      "scores the files present)"),
+                                 if self.failure_mode == "incorrect" else
+                                 "failed or missing images are left out and counted (evaluate_images.py scores the "
+                                 "files present)"),
                 "class_names": "world shapes" if self.shapes else
                 f"object_names {self.options['object_names']}" if self.class_names else
                 f"the checkpoint's COCO names with GenEval's renames {COCO_TO_GENEVAL}",

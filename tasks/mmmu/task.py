@@ -9,7 +9,7 @@ from harness.data import content_sha256
 from harness.errors import DataError
 from harness.metrics import mean
 from harness.task import MODEL, DatasetInfo, Stage, Task, understand
-from tasks.common import GREEDY, as_text, bad_row, check_unique, is_local_path, load_source, text_of
+from tasks.common import GREEDY, as_text, bad_row, check_unique, failure_mode, is_local_path, load_source, text_of
 
 from . import lmms as lmms_mmmu
 from . import scoring
@@ -18,6 +18,7 @@ IMAGE_COLUMNS = tuple(f"image_{k}" for k in range(1, 8))
 IMAGE_REF = re.compile(r"<image (\d+)>")
 PROMPT_IDS = {"official": "mmmu-official-llava1.5-v1", "lmms": "mmmu-lmms-v1"}
 MAX_NEW_TOKENS = 128
+FAILURE_MODES = ("incorrect", "exclude")
 
 
 def slug(name: str) -> str:
@@ -44,8 +45,10 @@ class MMMUVal(Task):
     seeded 42 (the official module seeds at import), so the draw depends on call order. Draws happen in
     aggregate(), in document order, never in process(), so results do not depend on the number of processes;
     details report how often the draw fired and the accuracy without it. lmms-eval's draw is unseeded; the lmms
-    profile uses the same seeded draw. A failed request is wrong (no draw) and counted. Overall and discipline
-    accuracy are instance-weighted (micro); the official report rounds to 3 decimals (details.rounded).
+    profile uses the same seeded draw. A failed request (in `score`, a missing prediction) is wrong (no draw) and
+    counted; option failure_mode="exclude" leaves it out instead, as main_eval_only.py scores only the ids in its
+    predictions file. Overall and discipline accuracy are instance-weighted (micro); the official report rounds to
+    3 decimals (details.rounded).
     """
 
     lmms = lmms_mmmu.EQUIVALENT
@@ -59,6 +62,14 @@ class MMMUVal(Task):
     hub = {"repo": "lmms-lab/MMMU", "config": None, "split": "validation",
            "revision": "364f2e2eb107b36e07ff4c5a15f5947a759cef47"}
     world = "mmmu"
+    options_help = {"failure_mode": "incorrect (a failed request or missing prediction counts as wrong, default) or "
+                                    "exclude (left out, as main_eval_only.py scores only the ids it has predictions "
+                                    "for)"}
+    option_types = {"failure_mode": FAILURE_MODES}
+
+    def __init__(self, data=None, profile=None, limit=None, **options):
+        super().__init__(data, profile, limit, **options)
+        self.failure_mode = failure_mode(self, FAILURE_MODES)
 
     # --- data ---------------------------------------------------------------------------------------------
     def load(self):
@@ -167,6 +178,9 @@ class MMMUVal(Task):
         return final, fired, fired_correct
 
     def aggregate(self, records):
+        failed = sum(r["failed"] for r in records)
+        if self.failure_mode == "exclude":
+            records = [r for r in records if not r["failed"]]
         final, fired, fired_correct = self._final(records)
         summary = scoring.aggregate(final)
         metrics = {"accuracy": mean([float(s["correct"]) for s in final])}
@@ -182,7 +196,8 @@ class MMMUVal(Task):
             "per_discipline": summary["disciplines"],
             "n_multiple_choice": sum(r["question_type"] == "multiple-choice" for r in records),
             "n_open": sum(r["question_type"] != "multiple-choice" for r in records),
-            "n_failed": sum(r["failed"] for r in records),
+            "n_failed": failed,
+            "failure_mode": self.failure_mode,
             "n_random_fallback": fired,
             "n_random_fallback_correct": fired_correct,
             "accuracy_without_random_fallback": (sum(r["correct"] for r in records) / len(records)
@@ -194,6 +209,10 @@ class MMMUVal(Task):
         return {"prompt_template": PROMPT_IDS[self.profile], "max_new_tokens": MAX_NEW_TOKENS, **GREEDY,
                 "images": "every <image k> referenced in question and options, in k order",
                 "mc_parser": self.profile, "random_fallback": "random.Random(42), drawn in document order",
+                "failure_rule": ("a failed request or missing prediction is wrong and counted"
+                                 if self.failure_mode == "incorrect" else
+                                 "failed requests and missing predictions are left out and counted "
+                                 "(main_eval_only.py scores the ids it has predictions for)"),
                 "default_hub": self.hub["repo"], "split": self.hub["split"]}
 
 
