@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from harness.errors import DataError
 from harness.store import cache_root
@@ -20,7 +20,7 @@ from harness.types import Image, canonical_json
 TABLE_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".tsv")
 
 
-def check_inside(folder: Path, image: Path, where: str) -> None:
+def _check_inside(folder: Path, image: Path, where: str) -> None:
     """An image path written in a data file must name a file below that file's folder (lexically: a symlinked
     image folder inside it is fine), so a data file handed to us cannot make us read, hash and pass to a model or
     judge an image from anywhere else on the machine."""
@@ -29,6 +29,20 @@ def check_inside(folder: Path, image: Path, where: str) -> None:
     if os.path.commonpath([base, target]) != base:
         raise DataError(f"{where}: image path {str(image)!r} is outside the data file's folder {base}; keep the "
                         "images in (or linked into) that folder and name them relative to it")
+
+
+def image_cell(value: Any, base: Path, where: str, identity: str | None = None) -> Image:
+    """A data file's image cell (a path relative to `base`, encoded bytes or a {bytes, path} record) as an Image;
+    a written path must stay inside `base` and name an existing file. `where` names the file, row and column."""
+    try:
+        image = Image.coerce(value, base, identity=identity)
+    except TypeError:
+        raise DataError(f"{where}: not an image path, bytes or {{bytes, path}} record") from None
+    if isinstance(value, (str, Path)):
+        _check_inside(base, image.path, where)
+    if image.path is not None and not image.path.exists():
+        raise DataError(f"{where}: image file {image.path} not found")
+    return image
 
 
 def load_rows(path: str | Path, image_columns: Sequence[str] = (), required: Sequence[str] = (),
@@ -61,15 +75,8 @@ def load_rows(path: str | Path, image_columns: Sequence[str] = (), required: Seq
             value = row.get(col)
             if value is None or isinstance(value, Image):
                 continue
-            try:
-                row[col] = Image.coerce(value, base, identity=f"{source}:{n}:{col}" if source else None)
-                if isinstance(value, (str, Path)):
-                    check_inside(base, row[col].path, f"{path}: row {n}, column {col!r}")
-            except TypeError:
-                raise DataError(f"{path}: row {n}, column {col!r}: not an image path, bytes or "
-                                "{bytes, path} record") from None
-            if row[col].path is not None and not row[col].path.exists():
-                raise DataError(f"{path}: row {n}, column {col!r}: image file {row[col].path} not found")
+            row[col] = image_cell(value, base, f"{path}: row {n}, column {col!r}",
+                                  identity=f"{source}:{n}:{col}" if source else None)
     return rows
 
 

@@ -1,5 +1,6 @@
-"""Secrets out of what we store: values of secret-named fields and token-shaped strings, in nested JSON-like data
-and in "k=v,k=v" argument strings (lmms-eval's --model_args), replaced before anything else reads them."""
+"""Secrets out of what we store or print: values of secret-named fields and token-shaped strings, in nested JSON-like
+data and in "k=v,k=v" argument strings (lmms-eval's --model_args), replaced before anything else reads them; and a
+known key (the judge's) out of the error text a server echoes."""
 from __future__ import annotations
 
 import re
@@ -40,3 +41,17 @@ def redact(value: Any) -> Any:
     if isinstance(value, str):
         return redact_text(value)
     return value
+
+
+def redact_key(text: str, key: str, cut: int | None = None) -> str:
+    """`text` without `key`, then cut to `cut` characters: redacting first, so a key straddling the cut can never
+    leave its first characters behind. A text that was itself cut short (a capped read) may end in the start of
+    the key; that tail goes too."""
+    if not key:
+        return text if cut is None else text[:cut]
+    text = text.replace(key, REDACTED)
+    for n in range(min(len(key) - 1, len(text)), 3, -1):    # a key prefix of 4+ characters ending the text
+        if text.endswith(key[:n]):
+            text = text[:-n] + REDACTED
+            break
+    return text if cut is None else text[:cut]

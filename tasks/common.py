@@ -20,6 +20,10 @@ from harness.types import Response
 GREEDY = {"do_sample": False}
 
 
+# failure_mode of the tasks whose failed items score as wrong answers: kept (wrong) or left out
+INCORRECT_OR_EXCLUDE = ("incorrect", "exclude")
+
+
 def failure_mode(task: Task, modes: tuple[str, str]) -> str:
     """The task's failure_mode option: `modes` = (default, leave-out); profile exclude_failures makes the second
     the default. Refused when not one of them (tasks built in code skip the CLI's option check)."""

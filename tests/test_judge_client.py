@@ -219,7 +219,7 @@ def test_a_key_straddling_the_error_cut_is_redacted_whole(serve, before_cut):
 
 
 def test_redact_removes_the_key_before_cutting_and_a_cut_key_tail():
-    from harness.scorers.judge_client import redact
+    from harness.redaction import redact_key as redact
 
     text = "a" * 290 + FAKE_KEY
     assert redact(text, FAKE_KEY, 300) == "a" * 290 + "[redacted]"

@@ -23,25 +23,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence
 
+from harness.redaction import redact_key
+
 log = logging.getLogger(__name__)
 
 RETRY_STATUS = frozenset({408, 429}) | frozenset(range(500, 600))
 _BODY_SNIPPET = 300
 _BODY_READ = 65536
-
-
-def redact(text: str, key: str, cut: int | None = None) -> str:
-    """`text` without `key`, then cut to `cut` characters: redacting first, so a key straddling the cut can never
-    leave its first characters behind. A text that was itself cut short (a capped read) may end in the start of
-    the key; that tail goes too."""
-    if not key:
-        return text if cut is None else text[:cut]
-    text = text.replace(key, "[redacted]")
-    for n in range(min(len(key) - 1, len(text)), 3, -1):    # a key prefix of 4+ characters ending the text
-        if text.endswith(key[:n]):
-            text = text[:-n] + "[redacted]"
-            break
-    return text if cut is None else text[:cut]
 
 
 @dataclass(frozen=True)
@@ -151,7 +139,7 @@ class JudgeClient:
 
     @staticmethod
     def _scrub(text: str, key: str) -> str:
-        return redact(text, key)
+        return redact_key(text, key)
 
     def chat(self, messages: Sequence[Mapping[str, Any]]) -> Result:
         """One request with retries; failures come back as Result.error."""
@@ -234,7 +222,7 @@ class JudgeClient:
     def _snippet(exc: urllib.error.HTTPError, key: str = "") -> str:
         """The useful part of an error body, one line, redacted before it is cut (servers echo headers)."""
         try:
-            raw = redact(exc.read(_BODY_READ).decode("utf-8", "replace"), key)
+            raw = redact_key(exc.read(_BODY_READ).decode("utf-8", "replace"), key)
         except Exception:
             return "(no body)"
         try:  # OpenAI-style {"error": {"message": ...}} is the useful part
@@ -245,7 +233,7 @@ class JudgeClient:
                 raw = err
         except (ValueError, AttributeError):
             pass
-        return redact(" ".join(raw.split()), key, _BODY_SNIPPET) or "(empty body)"
+        return redact_key(" ".join(raw.split()), key, _BODY_SNIPPET) or "(empty body)"
 
     def _parse(self, status: int, raw: bytes) -> Result:
         try:

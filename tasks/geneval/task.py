@@ -17,7 +17,7 @@ from harness.metrics import Metric, mean
 from harness.masks import rle_decode
 from harness.task import DatasetInfo, MODEL, Stage, Task, data_kind, generate, score, scorer_target
 from harness.types import Response
-from tasks.common import failure_mode
+from tasks.common import INCORRECT_OR_EXCLUDE, failure_mode
 from tasks.downloads import cached_file, sha256_file
 
 from . import scoring
@@ -26,7 +26,6 @@ REPO, COMMIT = "djghosh13/geneval", "af4902f"
 METADATA_URL = f"https://raw.githubusercontent.com/{REPO}/{COMMIT}/prompts/evaluation_metadata.jsonl"
 METADATA_SHA256 = "5c48e0813e812e3c373fa5c8ed07a8f0a483be30272b4427b0559c8048e67c13"
 N_IMAGES = 4
-FAILURE_MODES = ("incorrect", "exclude")
 # GenEval's object_names.txt (the detector's label names) renames three COCO classes; the transformers checkpoint's
 # id2label uses the COCO names, so detections are renamed before GenEval's metadata classes look them up.
 COCO_TO_GENEVAL = {"mouse": "computer mouse", "remote": "tv remote", "keyboard": "computer keyboard"}
@@ -81,7 +80,7 @@ class GenEval(Task):
     }
     # position_threshold is checked by _non_negative below (a number and >= 0)
     option_types = {"n_images": "int", "size": "size?", "detector": "str", "classifier": "str?",
-                    "object_names": "str", "failure_mode": FAILURE_MODES, "world_n": "int", "world_seed": "int"}
+                    "object_names": "str", "failure_mode": INCORRECT_OR_EXCLUDE, "world_n": "int", "world_seed": "int"}
 
     def __init__(self, data=None, profile=None, limit=None, **options):
         super().__init__(data, profile, limit, **options)
@@ -95,7 +94,7 @@ class GenEval(Task):
         self.class_names = _object_names(options["object_names"]) if options.get("object_names") else None
         self.position_threshold = _non_negative(options.get("position_threshold", scoring.POSITION_THRESHOLD),
                                                 "position_threshold")
-        self.failure_mode = failure_mode(self, FAILURE_MODES)
+        self.failure_mode = failure_mode(self, INCORRECT_OR_EXCLUDE)
 
     # --- data -------------------------------------------------------------------------------------------------
     def load(self):

@@ -9,7 +9,8 @@ from harness.data import content_sha256
 from harness.errors import DataError
 from harness.metrics import mean
 from harness.task import MODEL, DatasetInfo, Stage, Task, understand
-from tasks.common import GREEDY, as_text, bad_row, check_unique, failure_mode, is_local_path, load_source, text_of
+from tasks.common import (GREEDY, INCORRECT_OR_EXCLUDE, as_text, bad_row, check_unique, failure_mode, is_local_path,
+                          load_source, text_of)
 
 from . import lmms as lmms_mmmu
 from . import scoring
@@ -18,7 +19,6 @@ IMAGE_COLUMNS = tuple(f"image_{k}" for k in range(1, 8))
 IMAGE_REF = re.compile(r"<image (\d+)>")
 PROMPT_IDS = {"official": "mmmu-official-llava1.5-v1", "lmms": "mmmu-lmms-v1"}
 MAX_NEW_TOKENS = 128
-FAILURE_MODES = ("incorrect", "exclude")
 
 
 def slug(name: str) -> str:
@@ -65,11 +65,11 @@ class MMMUVal(Task):
     options_help = {"failure_mode": "incorrect (a failed request or missing prediction counts as wrong, default) or "
                                     "exclude (left out, as main_eval_only.py scores only the ids it has predictions "
                                     "for)"}
-    option_types = {"failure_mode": FAILURE_MODES}
+    option_types = {"failure_mode": INCORRECT_OR_EXCLUDE}
 
     def __init__(self, data=None, profile=None, limit=None, **options):
         super().__init__(data, profile, limit, **options)
-        self.failure_mode = failure_mode(self, FAILURE_MODES)
+        self.failure_mode = failure_mode(self, INCORRECT_OR_EXCLUDE)
 
     # --- data ---------------------------------------------------------------------------------------------
     def load(self):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.data import TABLE_SUFFIXES, check_inside, content_sha256, load_rows
+from harness.data import TABLE_SUFFIXES, content_sha256, image_cell, load_rows
 from harness.errors import DataError
 from harness.metrics import bootstrap, mean
 from harness.task import DatasetInfo, MODEL, Stage, Task, understand
@@ -149,12 +149,7 @@ class POPE(Task):
                 if col not in row:
                     raise bad_row(str(f), n, col, "missing")
             if row.get("image") is not None and not isinstance(row["image"], Image):
-                written = row["image"]
-                row["image"] = Image.coerce(written, f.parent)
-                if isinstance(written, str):
-                    check_inside(f.parent, row["image"].path, f"{f}: row {n}, column 'image'")
-                if row["image"].path is not None and not row["image"].path.exists():
-                    raise bad_row(str(f), n, "image", f"image file {row['image'].path} not found")
+                row["image"] = image_cell(row["image"], f.parent, f"{f}: row {n}, column 'image'")
             return self._hf_row(row, n, str(f), _category_from_name(f.stem))
         raise DataError(f"{f}: row {n} is neither the official POPE schema (question_id, image, text, label) nor "
                         f"the lmms-lab/POPE schema (question_id, question, answer, category, image); "
