@@ -311,6 +311,8 @@ def _run(runner: UnifiedModel, task_objs: list[Task], config: RunConfig, output:
         manifest.finished = now()
         manifest.determinism = determinism.describe(config.threads)
         manifest.invocations[-1].update(status=manifest.status, finished=manifest.finished)
+        if executor.batch_limits:        # what ran out of memory, and the batch it then kept to (rank 0's)
+            manifest.invocations[-1]["batch_limits"] = dict(executor.batch_limits)
         if config.rank == 0:
             store.write_manifest(manifest)
     return RunResult(store.dir, results, manifest, derived, failures, notes=notes, skipped=dict(skipped or {}),

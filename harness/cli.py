@@ -153,22 +153,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    from harness import termination
+
     try:
-        from harness import registry
+        with termination.sigterm_as_interrupt():
+            from harness import registry
 
-        registry.include(args.include)
-        from harness import commands
+            registry.include(args.include)
+            from harness import commands
 
-        code = getattr(commands, f"cmd_{args.command.replace('-', '_')}")(args, argv) or 0
-        from harness import distributed
+            code = getattr(commands, f"cmd_{args.command.replace('-', '_')}")(args, argv) or 0
+            from harness import distributed
 
-        distributed.shutdown()
-        return code
+            distributed.shutdown()
+            return code
     except HarnessError as e:
         if args.debug:
             raise
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
+    except termination.Terminated:
+        print("\nterminated (SIGTERM): finished work is saved; rerun the same command to resume", file=sys.stderr)
+        return termination.EXIT_CODE
     except KeyboardInterrupt:
         print("\ninterrupted: finished work is saved; rerun the same command to resume", file=sys.stderr)
         return 130

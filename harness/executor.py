@@ -4,6 +4,7 @@ Round r runs stage r of every task that has one. The requests of a round are poo
 tasks, deduplicated by content key, looked up in the cache, and the misses handed to the runner in batches; every
 finished batch is committed before the next starts (write-through), so an interrupted run resumes where it stopped.
 A failing batch is retried one request at a time so one bad input fails alone; failures are recorded, never dropped.
+A batch that runs out of memory is halved instead, and the runner's later batches keep to the size that fitted.
 A runner is released (its weights unloaded) after the last round whose stages declare they use it (Stage.uses).
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ from harness.capabilities import check_request
 from harness.errors import HarnessError
 from harness.health import Health
 from harness.pipeline import Prefetch, WriteBehind, hash_images
-from harness.runner import Runner
+from harness.runner import Runner, free_accelerator_memory, is_out_of_memory
 from harness.task import Task
 from harness.types import MODEL, Request, Response
 
@@ -117,6 +118,8 @@ class Executor:
         #: seconds per phase, for profiling (RunResult.timings): content keys, cache lookups, waiting for input
         #: images, the runners, waiting for stores to finish, finishing tasks (records, results files)
         self.timings: dict[str, float] = defaultdict(float)
+        #: "target.kind" -> the largest batch that fitted in memory once a larger one ran out of it
+        self.batch_limits: dict[str, int] = {}
 
     # --- public ---------------------------------------------------------------------------------------------
     def run(self, tasks: list[Task]) -> list[TaskRun]:
@@ -222,7 +225,7 @@ class Executor:
                 if n + 1 < len(batches):
                     ready = prefetch.start([unique[k] for k in batches[n + 1]])
                 t0 = time.perf_counter()
-                outs = self._call(runner, kind, batch)
+                outs = self._call_in_memory(f"{target}.{kind}", runner, kind, batch)
                 seconds += time.perf_counter() - t0
                 errors = []
                 for key, resp in zip(chunk, outs):
@@ -282,7 +285,18 @@ class Executor:
             for im in req.images:
                 im.release()
 
-    def _call(self, runner: Runner, kind: str, batch: list[Request]) -> list[Response]:
+    def _call_in_memory(self, group: str, runner: Runner, kind: str, batch: list[Request]) -> list[Response]:
+        """The batch in pieces no larger than what fitted in memory so far (the whole batch until something ran
+        out); the limit is read again for every piece, as a piece may lower it."""
+        outs: list[Response] = []
+        start = 0
+        while start < len(batch):
+            size = self.batch_limits.get(group, len(batch))
+            outs += self._call(group, runner, kind, batch[start:start + size])
+            start += size
+        return outs
+
+    def _call(self, group: str, runner: Runner, kind: str, batch: list[Request]) -> list[Response]:
         try:
             outs = runner.run(kind, batch)
             if len(outs) != len(batch):
@@ -290,10 +304,27 @@ class Executor:
             return outs
         except (KeyboardInterrupt, HarnessError):
             raise
-        except Exception as e:  # isolate the failing request; the rest of the batch still counts
-            if len(batch) > 1:
-                return [self._call(runner, kind, [req])[0] for req in batch]
-            return [Response.failure(f"{type(e).__name__}: {e}")]
+        except Exception as e:
+            error, out_of_memory = f"{type(e).__name__}: {e}", is_out_of_memory(e)
+        # past the except clause the error is gone, and with it the frames of the failed call and the tensors
+        # they held: retrying inside it would run the smaller batch with the failed one's memory still taken
+        if out_of_memory:
+            free_accelerator_memory()
+        if len(batch) == 1:
+            return [Response.failure(error)]
+        if out_of_memory:       # halve the limit (below this batch's size), then run the batch under it
+            self._lower_batch_limit(group, (len(batch) + 1) // 2, len(batch))
+            return self._call_in_memory(group, runner, kind, batch)
+        # isolate the failing request; the rest of the batch still counts
+        return [self._call(group, runner, kind, [req])[0] for req in batch]
+
+    def _lower_batch_limit(self, group: str, size: int, tried: int) -> None:
+        if self.batch_limits.get(group, tried) <= size:
+            return
+        self.batch_limits[group] = size
+        where = f"rank {self.rank}: " if self.world > 1 else ""
+        tqdm.write(f"{where}{group}: out of memory with {tried} requests in a batch; going on in batches of at most "
+                   f"{size} (start with that batch size to skip the failed attempts)", file=sys.stderr)
 
     def _finish(self, tr: TaskRun) -> None:
         t0 = time.perf_counter()

@@ -8,8 +8,10 @@ computable without loading weights.
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence
+from contextlib import contextmanager
+from typing import Iterator, Sequence
 
+from harness.errors import HarnessError
 from harness.types import Request, Response, canonical_json
 
 
@@ -63,6 +65,34 @@ class UnifiedModel(Runner):
 
 class Scorer(Runner):
     """A scoring model (CLIP, a detector, a judge...) shared by every task of a run."""
+
+
+#: how allocators word running out: CUDA and MPS ("... out of memory"), PyTorch's CPU allocator
+_OUT_OF_MEMORY = ("out of memory", "can't allocate memory")
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether an error is an allocation failure (torch.OutOfMemoryError on CUDA, MPS's and the CPU allocator's
+    RuntimeErrors, Python's MemoryError): a smaller batch may fit where this one did not."""
+    if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
+        return True
+    return isinstance(error, RuntimeError) and any(s in str(error) for s in _OUT_OF_MEMORY)
+
+
+@contextmanager
+def placing_weights(what: str, device) -> Iterator[None]:
+    """Weights that run out of memory on their way to the device stop the run in one line: every request would
+    load them again and fail alike, and the smaller batches the executor tries on memory errors cannot help."""
+    try:
+        yield
+        return
+    except Exception as e:
+        if not is_out_of_memory(e):
+            raise
+        error = " ".join(str(e).split())[:300]
+    free_accelerator_memory()
+    raise HarnessError(f"{what} does not fit in the memory of {device} ({error}); free that device, or load it "
+                       "in a smaller dtype (the dtype argument) or on another device")
 
 
 def free_accelerator_memory() -> None:

@@ -1,4 +1,5 @@
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,19 @@ def run_cli(*args, cwd=None, timeout=600, env=None) -> subprocess.CompletedProce
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "harness", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd or ROOT, timeout=timeout, env=full_env)
+
+
+def committed_model_rows(out) -> int:
+    """How many model answers the cache shards under `out` hold (read-only: a run may still be writing)."""
+    total = 0
+    for db in (out / "cache").glob("responses.rank*.sqlite"):
+        try:
+            conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+            total += conn.execute("SELECT COUNT(*) FROM responses WHERE target='model'").fetchone()[0]
+            conn.close()
+        except sqlite3.OperationalError:
+            pass
+    return total
 
 
 @pytest.fixture(scope="session")

@@ -72,6 +72,40 @@ class DoubleModel(UnifiedModel):
         return out
 
 
+@MODELS.register("double-oom-model", "test double: the deterministic fake model with little memory")
+class OutOfMemoryDouble(DoubleModel):
+    """DoubleModel whose batches of more than `fits` requests (and any batch holding a request with `never_fits` in
+    its text) fail as PyTorch's CPU allocator fails: RuntimeError "DefaultCPUAllocator: can't allocate memory".
+    A failed call holds a working buffer in its frame until it is released; a call that finds an earlier one's
+    buffer still alive refuses to run, as a GPU would refuse it the memory."""
+
+    def __init__(self, fits=1, never_fits=None, **kw):
+        super().__init__(**kw)
+        self.fits, self.never_fits = int(fits), never_fits
+        self.held: list = []
+
+    def _allocate(self, kind, requests):
+        import weakref
+
+        import torch
+
+        if any(ref() is not None for ref in self.held):
+            raise RuntimeError("the failed attempt's memory is still held")
+        _log(self.log, {"kind": kind, "tried": len(requests), "pid": os.getpid()})
+        working = torch.zeros(len(requests), 4)
+        self.held.append(weakref.ref(working))
+        if len(requests) > self.fits or any(self.never_fits and self.never_fits in (r.text or "") for r in requests):
+            torch.empty(2 ** 60, dtype=torch.uint8)       # the allocator's own failure, not an imitation of it
+
+    def understand(self, requests):
+        self._allocate("understand", requests)
+        return super().understand(requests)
+
+    def generate(self, requests):
+        self._allocate("generate", requests)
+        return super().generate(requests)
+
+
 @SCORERS.register("double_sim", "test double: colour similarity of two images")
 class DoubleSimilarity(Scorer):
     name = "double_sim"

@@ -1,27 +1,15 @@
-"""Kill a run with SIGKILL mid-way, rerun it, and get the uninterrupted result with no finished work redone."""
+"""Kill a run with SIGKILL mid-way, or end it with SIGTERM, rerun it, and get the uninterrupted result with no
+finished work redone."""
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 
 import pytest
 
-from conftest import DOUBLES, ROOT, run_cli
-
-
-def _model_rows(out) -> int:
-    total = 0
-    for db in (out / "cache").glob("responses.rank*.sqlite"):
-        try:
-            conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-            total += conn.execute("SELECT COUNT(*) FROM responses WHERE target='model'").fetchone()[0]
-            conn.close()
-        except sqlite3.OperationalError:
-            pass
-    return total
+from conftest import DOUBLES, ROOT, committed_model_rows, run_cli
 
 
 def _cmd(out, log, delay):
@@ -36,11 +24,11 @@ def test_sigkill_then_resume_recomputes_only_unfinished(tmp_path, doubles):
     proc = subprocess.Popen([sys.executable, "-m", "harness", *_cmd(out, log1, 0.15)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 120
-    while _model_rows(out) < 40 and time.time() < deadline:    # well into the run, mid-stage
+    while committed_model_rows(out) < 40 and time.time() < deadline:    # well into the run, mid-stage
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    committed = _model_rows(out)
+    committed = committed_model_rows(out)
     total = 30 + 60 + 24                                       # describe + regenerate x2 + sums
     assert 40 <= committed < total
 
@@ -58,4 +46,30 @@ def test_sigkill_then_resume_recomputes_only_unfinished(tmp_path, doubles):
         assert json.loads(a.read_text())["metrics"] == json.loads(b.read_text())["metrics"]
         assert a.with_name("samples.jsonl").read_text() == b.with_name("samples.jsonl").read_text()
     [manifest] = out.glob("*/*/manifest.json")
+    assert json.loads(manifest.read_text())["status"] == "complete"
+
+
+def test_sigterm_stores_every_answer_computed_marks_the_run_interrupted_and_a_rerun_finishes_it(tmp_path, doubles):
+    out, log1, log2 = tmp_path / "out", tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "harness", *_cmd(out, log1, 0.15)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while committed_model_rows(out) < 20 and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "terminated (SIGTERM): finished work is saved; rerun the same command to resume" in err
+    assert "Traceback" not in err
+    [manifest] = out.glob("*/*/manifest.json")
+    assert json.loads(manifest.read_text())["status"] == "interrupted"
+    calls = doubles.read_log(log1)
+    committed = committed_model_rows(out)
+    # every call that returned was stored; only the one the signal cut short (logged as it began) may be missing
+    assert sum(c["n"] for c in calls[:-1]) <= committed <= sum(c["n"] for c in calls)
+
+    total = 30 + 60 + 24
+    done = run_cli(*_cmd(out, log2, 0.0))
+    assert done.returncode == 0, done.stderr
+    assert sum(c["n"] for c in doubles.read_log(log2)) == total - committed
     assert json.loads(manifest.read_text())["status"] == "complete"

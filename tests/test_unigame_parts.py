@@ -313,3 +313,23 @@ def test_a_checkpoints_adapter_dir_must_stay_inside_it(tmp_path, adapter_dir):
     for load in (lambda: init_source(str(ckpt), None), lambda: locate(str(ckpt))):
         with pytest.raises(HarnessError, match=r"adapter_dir .* is not a folder inside the checkpoint"):
             load()
+
+
+def test_training_ended_by_sigterm_says_how_to_resume_and_leaves_the_handler_as_it_was(monkeypatch, capsys):
+    import os
+    import signal
+    import time
+
+    import unigame.run
+
+    def terminated_mid_training(cfg):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)                       # the handler raises here, long before this ends
+        raise AssertionError("SIGTERM did not stop training")
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(unigame.run, "train", terminated_mid_training)
+    assert main(["train", "--data", "shapes"]) == 143
+    err = capsys.readouterr().err.strip()
+    assert err == "terminated (SIGTERM); rerun the same command with --resume to continue from the last checkpoint"
+    assert signal.getsignal(signal.SIGTERM) == before

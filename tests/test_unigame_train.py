@@ -312,3 +312,40 @@ def test_without_clip_weights_the_world_run_falls_back_to_no_filter_and_says_so(
     # a filter asked for by name is never swapped for another
     with pytest.raises(WeightsError, match="nobody/no-such-clip.*pass --clip-weights PATH"):
         train(_cfg(models, tmp_path / "explicit", *flags, "--filter", "clip"))
+
+
+def test_sigterm_ends_the_step_under_way_saves_it_and_resume_repeats_the_same_losses(models, tmp_path, monkeypatch,
+                                                                                      capsys):
+    """A scheduler's SIGTERM (time limit, preemption) costs no finished step: the step under way completes, is
+    saved, and the command exits 143; --resume then continues as if nothing had happened."""
+    import os
+    import signal
+
+    from unigame.cli import main
+    from unigame.trainer import Trainer
+
+    flags = ["--method", "unigame", "--steps", "4", "--filter", "none", "--scene-check", "off", "--capacity", "2",
+             "--warmup", "1"]
+    train(_cfg(models, tmp_path / "straight", *flags))
+    argv = ["train", "--model", models["janus"], "--data", "shapes", "--shapes-scenes", "6", "--batch-size", "2",
+            "--clip-weights", models["clip"], "--no-plots", "--output", str(tmp_path / "stopped"), *flags]
+    step = Trainer.train_step
+
+    def signalled_during_the_second_step(self, n):
+        if n == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return step(self, n)
+
+    monkeypatch.setattr(Trainer, "train_step", signalled_during_the_second_step)
+    assert main(argv) == 143
+    assert [r["step"] for r in _log(tmp_path / "stopped")] == [1, 2]
+    said = capsys.readouterr()
+    assert "SIGTERM: stopped after step 2, saved as" in said.out and "Traceback" not in said.err
+    assert said.err.strip().endswith("rerun the same command with --resume to continue from the last checkpoint")
+    monkeypatch.setattr(Trainer, "train_step", step)
+    assert main([*argv, "--resume"]) == 0
+    straight, resumed = _log(tmp_path / "straight"), _log(tmp_path / "stopped")
+    assert [r["step"] for r in resumed] == [1, 2, 3, 4]
+    for a, b in zip(straight, resumed):
+        for key in ("loss_u", "loss_clean", "loss_hard", "loss_c", "eps", "buffer_size", "tau"):
+            assert a.get(key) == b.get(key), (a["step"], key)

@@ -6,6 +6,7 @@ import argparse
 import sys
 import warnings
 
+from harness import termination
 from harness.errors import HarnessError
 
 from unigame.config import FILTERS, METHODS, TrainConfig
@@ -149,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_from_args(args)
         from unigame.run import train
 
-        train(cfg)
+        with termination.sigterm_as_interrupt():
+            train(cfg)
         from harness import distributed
 
         distributed.shutdown()
@@ -159,10 +161,25 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
+    except termination.Terminated:
+        print("terminated (SIGTERM); rerun the same command with --resume to continue from the last checkpoint",
+              file=sys.stderr)
+        return termination.EXIT_CODE
     except KeyboardInterrupt:
         print("interrupted; rerun the same command with --resume to continue from the last checkpoint",
               file=sys.stderr)
         return 130
+    except Exception as e:
+        from harness.runner import is_out_of_memory
+
+        if debug or not is_out_of_memory(e):
+            raise
+        error = " ".join(str(e).split())[:300]
+        print(f"error: out of memory while training ({type(e).__name__}: {error}); lower --batch-size or "
+              "--hard-batch, keep the frozen base in bfloat16 (--weights-dtype bfloat16) or shard it over the "
+              "processes (--fsdp), then rerun with --resume to continue from the last checkpoint (--debug shows "
+              "where it ran out)", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

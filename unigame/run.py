@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from harness import termination
 from harness.errors import HarnessError, WeightsError
 from harness.leaderboard import default_out
 from harness.runner import fingerprint_of
@@ -97,26 +98,34 @@ def train(cfg) -> dict:
         ev.run(loaded.base_model, {"method": "base", "base_model": loaded.base_model, "step": 0,
                                    "seed": cfg.seed, "train_run": run_id}, "base model")
     saved: list[Path] = []
-    for step in range(trainer.step, cfg.stop_at or cfg.steps):
-        record = merge_metrics(dist.gather_objects(trainer.train_step(step)))
-        done = trainer.step
-        record = {"step": done, **record, "samples_per_s": record.get("samples", 0) / max(record["seconds"], 1e-9),
-                  "peak_mem_mb": dynamics.peak_memory_mb(trainer.device)}
-        steplog.write(record)
-        if done % max(1, cfg.steps // 20) == 0 or done == cfg.steps:
-            _say(dist, _progress(record))
-        final = done == cfg.steps
-        eval_due = bool(cfg.eval_tasks) and (final or (cfg.eval_every and done % cfg.eval_every == 0))
-        if final or eval_due or done == cfg.stop_at or (cfg.save_every and done % cfg.save_every == 0):
-            path = checkpoint.save(trainer, ckdir, run_name, meta)
-            saved.append(path)
-            if dist.main and cfg.plots:
-                dynamics.plot(steplog.path, out / "dynamics", label)
-                _write_buffer(trainer, out)
-            if eval_due:
-                ev.checkpoint(path, done)
-            if dist.main:
-                checkpoint.prune(ckdir, cfg.keep_last, set(ev.evaluated[-1:]))
+    with termination.deferred():    # a SIGTERM lets the step under way finish, then saves it (below) and stops
+        for step in range(trainer.step, cfg.stop_at or cfg.steps):
+            mine = (trainer.train_step(step), termination.requested())
+            gathered = dist.gather_objects(mine)
+            record = merge_metrics([r for r, _ in gathered])
+            stop = any(t for _, t in gathered)       # every rank stops after the same step
+            done = trainer.step
+            record = {"step": done, **record,
+                      "samples_per_s": record.get("samples", 0) / max(record["seconds"], 1e-9),
+                      "peak_mem_mb": dynamics.peak_memory_mb(trainer.device)}
+            steplog.write(record)
+            if done % max(1, cfg.steps // 20) == 0 or done == cfg.steps:
+                _say(dist, _progress(record))
+            final = done == cfg.steps
+            eval_due = bool(cfg.eval_tasks) and (final or (cfg.eval_every and done % cfg.eval_every == 0))
+            if stop or final or eval_due or done == cfg.stop_at or (cfg.save_every and done % cfg.save_every == 0):
+                path = checkpoint.save(trainer, ckdir, run_name, meta)
+                saved.append(path)
+                if dist.main and cfg.plots:
+                    dynamics.plot(steplog.path, out / "dynamics", label)
+                    _write_buffer(trainer, out)
+                if eval_due and not stop:
+                    ev.checkpoint(path, done)
+                if dist.main:
+                    checkpoint.prune(ckdir, cfg.keep_last, set(ev.evaluated[-1:]))
+            if stop:
+                _say(dist, f"SIGTERM: stopped after step {done}, saved as {saved[-1]}")
+                raise termination.Terminated()
     if cfg.steps <= trainer.step and not saved and cfg.eval_tasks:   # a finished run resumed: evaluated?
         path = checkpoint.latest(ckdir)
         if path is not None:

@@ -33,7 +33,7 @@ from harness.errors import HarnessError
 from harness.models.checkpoints import HUB_ID, Source, hub_snapshot, locate
 from harness.models.common import TransformersAdapter, check_dtype, loading_failed, parse_size
 from harness.models.pipeline_files import is_pipeline, locate_pipeline
-from harness.runner import fingerprint_of, free_accelerator_memory
+from harness.runner import fingerprint_of, free_accelerator_memory, placing_weights
 from harness.types import Request, Response
 
 #: bump when prompting or decoding code changes what given weights output
@@ -210,7 +210,8 @@ class CompositeAdapter(TransformersAdapter):
                 raise HarnessError(f"loading {self.spec} from {source.path} failed: the processor has no chat "
                                    "template (chat_template.jinja), so questions cannot be put to it")
             processor.tokenizer.padding_side = "left"      # batched decoding appends after the prompt
-            self._understander = (model.to(self.device()).eval(), processor)
+            with placing_weights(f"{self.spec}'s understanding half", self.device()):
+                self._understander = (model.to(self.device()).eval(), processor)
         return self._understander
 
     def pipeline(self):
@@ -231,7 +232,8 @@ class CompositeAdapter(TransformersAdapter):
             except Exception as e:
                 raise loading_failed(self.spec, source.path, e) from None
             pipe.set_progress_bar_config(disable=True)
-            self._pipeline = pipe.to(self.device())
+            with placing_weights(f"{self.spec}'s generation half", self.device()):
+                self._pipeline = pipe.to(self.device())
         return self._pipeline
 
     def unload(self) -> None:

@@ -30,7 +30,7 @@ from harness.models.checkpoints import TINY_EMU3_DIR, Source, locate
 from harness.models.common import (TransformersAdapter, apply_adapter, as_bool, check_dtype, loading_failed,
                                    parse_size, pretraining_summary)
 from harness.models.emu3_decode import NEGATIVE_PROMPT, SYSTEM_PROMPT, understanding_prompt
-from harness.runner import fingerprint_of, free_accelerator_memory
+from harness.runner import fingerprint_of, free_accelerator_memory, placing_weights
 from harness.types import Request, Response
 
 #: bump when prompting or sampling code changes what a given checkpoint outputs
@@ -187,7 +187,8 @@ class Emu3Adapter(TransformersAdapter):
                 raise loading_failed(self.spec, source.path, e) from None
             processor.tokenizer.padding_side = "left"      # batched decoding needs it (transformers' Emu3 tip)
             model = apply_adapter(model, source.adapter_dir, self.merge_lora, self._peft, self.spec)
-            self._loaded[key] = (model.to(self.device()).eval(), processor)
+            with placing_weights(self.spec, self.device()):
+                self._loaded[key] = (model.to(self.device()).eval(), processor)
         return self._loaded[key]
 
     def unload(self) -> None:

@@ -18,7 +18,7 @@ from harness.models.checkpoints import TINY_DIR, Source, locate
 from harness.models.common import (TransformersAdapter, apply_adapter, as_bool, check_dtype, loading_failed,
                                    parse_size, pretraining_summary)
 from harness.models.janus_prompts import generation_prompt, understanding_prompt
-from harness.runner import fingerprint_of, free_accelerator_memory
+from harness.runner import fingerprint_of, free_accelerator_memory, placing_weights
 from harness.types import Request, Response
 
 __all__ = ["ADAPTER_VERSION", "DEFAULTS", "JanusAdapter", "parse_size"]
@@ -120,7 +120,8 @@ class JanusAdapter(TransformersAdapter):
                 raise loading_failed(self.spec, self.source.path, e) from None
             self._peft = []
             model = apply_adapter(model, self.source.adapter_dir, self.merge_lora, self._peft, self.spec)
-            self._model = model.to(self.device()).eval()
+            with placing_weights(self.spec, self.device()):
+                self._model = model.to(self.device()).eval()
             self._processor = processor
         return self._model, self._processor
 

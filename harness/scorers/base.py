@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from harness.runner import Scorer, fingerprint_of, free_accelerator_memory
+from harness.runner import Scorer, fingerprint_of, free_accelerator_memory, placing_weights
 from harness.scorers import weights as W
 from harness.types import Request, Response
 
@@ -126,7 +126,8 @@ class ModelScorer(Scorer):
     def ensure_loaded(self) -> None:
         if not self._loaded:
             self._place()
-            self._load()
+            with placing_weights(f"scorer {self.name} ({self.weights})", self.device):
+                self._load()
             self._loaded = True
 
     def _load(self) -> None:

@@ -1,0 +1,67 @@
+"""SIGTERM ends a command the way Ctrl-C does.
+
+Schedulers stop jobs with SIGTERM (Slurm at its time limit or on preemption, Kubernetes on eviction) and torchrun
+stops the other workers with it when one fails. Python's default is to die on the spot, leaving the batches queued
+for storing unwritten and a manifest that says `running` forever. Raised as a KeyboardInterrupt instead, it takes the
+path an interrupt takes: queued batches are stored, the manifest says `interrupted`, and the command exits 143.
+"""
+from __future__ import annotations
+
+import signal
+import threading
+from contextlib import contextmanager
+from typing import Iterator
+
+#: the exit status of a process ended by SIGTERM, as shells and schedulers report it
+EXIT_CODE = 128 + signal.SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived; raised in the main thread."""
+
+
+#: inside deferred(): SIGTERM is noted here instead of raised
+_deferring = False
+_requested = False
+
+
+def _raise_terminated(signum, frame) -> None:
+    global _requested
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)     # a second SIGTERM ends the process at once
+    if _deferring:
+        _requested = True
+        return
+    raise Terminated()
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """Inside, a SIGTERM is only noted (`requested()`), so the unit of work under way (a training step) can end
+    and be saved before the stop; one noted and not acted on is raised when the block ends."""
+    global _deferring, _requested
+    _deferring, _requested = True, False
+    try:
+        yield
+    finally:
+        _deferring = False
+    if _requested:
+        raise Terminated()
+
+
+def requested() -> bool:
+    """Whether a SIGTERM arrived inside deferred()."""
+    return _requested
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Inside, SIGTERM raises Terminated in the main thread (where signal handlers live; elsewhere this does
+    nothing); the previous handler is back afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
