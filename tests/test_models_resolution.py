@@ -177,6 +177,23 @@ def test_checkpoint_with_lora_applies_the_adapter_merged_or_not(tmp_path, base):
     assert resolve_model(str(ckpt2)).fingerprint() != merged.fingerprint()
 
 
+@pytest.mark.parametrize("name", ["janus-pro-7b", "tiny-janus", "janus"])
+def test_a_local_folder_named_like_a_registered_model_is_that_folder(tmp_path, base, monkeypatch, name):
+    """`hf download deepseek-community/Janus-Pro-7B --local-dir janus-pro-7b`, then `--model ./janus-pro-7b`:
+    the folder, not the registered model of that name (the hub's, or the bundled one)."""
+    shutil.copytree(base, tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    for spelling in (f"./{name}", str(tmp_path / name)):
+        m = resolve_model(spelling)
+        assert m.source.kind == "local" and m.source.path.absolute() == tmp_path / name, spelling
+        assert m.fingerprint() == resolve_model(str(base)).fingerprint()
+    try:                                        # the bare name stays the registered model (or its error)
+        bare = resolve_model(name).source.path.absolute()
+    except HarnessError:
+        bare = None
+    assert bare != tmp_path / name
+
+
 def test_checkpoint_on_a_hub_base_and_relative_paths(tmp_path, base):
     _hub(tmp_path, base)
     ckpt = _checkpoint(tmp_path, base, base_model="acme/janus-mini")

@@ -73,3 +73,52 @@ def test_two_processes_equal_one_with_the_same_global_batch(tmp_path, launcher):
         assert data["dataset"]["n_evaluated"] == 3 and data["counts"]["failed"] == 0
         manifest = json.loads((res.parent.parent / "manifest.json").read_text())
         assert manifest["world_size"] == 2 and manifest["tags"]["step"] == 3
+
+
+def _worker_pid(rank: int, marker: str) -> int | None:
+    """The pid of the torchrun worker of this rank whose command line names `marker` (its --output)."""
+    for proc in Path("/proc").iterdir():
+        try:
+            if not proc.name.isdigit() or marker not in (proc / "cmdline").read_text():
+                continue
+            env = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"RANK={rank}".encode() in env and any(e.startswith(b"TORCHELASTIC_RUN_ID=") for e in env):
+            return int(proc.name)
+    return None
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_rank_stops_every_rank_after_the_same_step_with_that_step_saved(tmp_path):
+    """A scheduler may signal one process before the others: the ranks agree at the step's own gather, so none
+    is left waiting in a collective, and the step all of them finished is the checkpoint."""
+    import signal
+    import time
+
+    model, out = tiny_janus(tmp_path / "janus"), tmp_path / "two"
+    argv = ["train", "--model", str(model), "--data", "shapes", "--shapes-scenes", "6", "--batch-size", "4",
+            "--steps", "400", "--method", "sft", "--no-plots", "--output", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             "-m", "unigame", *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            cwd=ROOT, env=env, start_new_session=True)
+    log = out / "dynamics" / "train_log.jsonl"
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 3):
+            time.sleep(0.1)
+        pid = _worker_pid(1, str(out))
+        assert pid is not None, "no rank-1 worker found"
+        os.kill(pid, signal.SIGTERM)
+        # a rank left waiting in a collective for the one that stopped would hang here
+        said, _ = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    steps = [json.loads(line)["step"] for line in log.read_text().splitlines()]
+    stopped = steps[-1]
+    assert 3 <= stopped < 400 and steps == list(range(1, stopped + 1)), said[-3000:]
+    assert f"SIGTERM: stopped after step {stopped}, saved as" in said, said[-3000:]
+    (ckpt,) = (out / "checkpoints").glob(f"*-step{stopped:06d}")
+    assert (ckpt / "training" / "lora.safetensors").exists()

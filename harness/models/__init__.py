@@ -9,6 +9,7 @@ composite model), a Hugging Face hub id (dispatched the same way from its cached
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from harness.errors import HarnessError
@@ -68,6 +69,9 @@ def resolve_model(spec: str | None = None, args: dict | None = None) -> UnifiedM
         if is_pair_spec(spec):
             return _instantiate(MODELS.load(COMPOSITE), spec, args)
     if path.exists():
+        # spelled as a path from here on: a folder's bare name may also be a registered name (a download made with
+        # `--local-dir janus-pro-7b`), which the adapters would take for that model instead of this folder
+        local = str(path) if path.is_absolute() or len(path.parts) > 1 else f".{os.sep}{path}"
         if not path.is_dir():
             raise HarnessError(f"--model {spec}: a file, not a model folder; give a folder with harness.json "
                                "(a trainer checkpoint) or config.json and safetensors weights")
@@ -78,9 +82,9 @@ def resolve_model(spec: str | None = None, args: dict | None = None) -> UnifiedM
             except (json.JSONDecodeError, KeyError) as e:
                 raise HarnessError(f"{path / 'harness.json'}: unreadable or missing the 'adapter' field ({e})") \
                     from None
-            return _instantiate(MODELS.load(adapter), str(path), args)
+            return _instantiate(MODELS.load(adapter), local, args)
         if (path / "model_index.json").exists():          # a diffusers pipeline: generation only
-            return _instantiate(MODELS.load(COMPOSITE), str(path), args)
+            return _instantiate(MODELS.load(COMPOSITE), local, args)
         if (path / "config.json").exists():
             try:
                 model_type = json.loads((path / "config.json").read_text()).get("model_type")
@@ -88,7 +92,7 @@ def resolve_model(spec: str | None = None, args: dict | None = None) -> UnifiedM
                 raise HarnessError(f"{path / 'config.json'}: not a JSON object ({e}); the folder's config.json "
                                    "must be a model config") from None
             adapter = ADAPTER_FOR_MODEL_TYPE.get(model_type) or _understanding_only(spec, model_type)
-            return _instantiate(MODELS.load(adapter), str(path), args)
+            return _instantiate(MODELS.load(adapter), local, args)
         raise HarnessError(f"--model {spec}: folder has no loadable weights (expected harness.json, "
                            "config.json with *.safetensors, or a diffusers pipeline's model_index.json)")
     if HUB_ID.match(spec) and not spec.startswith((".", "/")):
