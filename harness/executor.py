@@ -23,6 +23,7 @@ from harness.capabilities import check_request
 from harness.errors import HarnessError
 from harness.health import Health
 from harness.pipeline import Prefetch, WriteBehind, hash_images
+from harness.progress import stage_progress
 from harness.runner import Runner, free_accelerator_memory, is_out_of_memory
 from harness.task import Task
 from harness.types import MODEL, Request, Response
@@ -202,10 +203,9 @@ class Executor:
         stages = sorted({f"{it[0].task.name}/{it[2]}" for it in items})
         # runners that read stored outputs say so, rather than look like a model at work
         label = f"{runner.progress_label or target}.{kind}"
-        bar = tqdm(total=len(unique), initial=len(unique) - len(misses), disable=not self.progress,
-                   desc=label, unit="req", dynamic_ncols=True, mininterval=1.0,
-                   postfix={"cached": len(unique) - len(misses), "failed": 0})
-        bar.set_description_str(f"{label} [{', '.join(stages[:3])}{' ...' if len(stages) > 3 else ''}]")
+        bar = stage_progress(len(unique), len(unique) - len(misses),
+                             f"{label} [{', '.join(stages[:3])}{' ...' if len(stages) > 3 else ''}]",
+                             {"cached": len(unique) - len(misses), "failed": 0}, self.progress)
         failed = 0
         seconds = 0.0
         size = runner.batch_size or self.batch_size
