@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, RunFailed, storage_full
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -172,6 +172,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:
+        full = storage_full(e)
+        if args.debug or full is None:
+            raise
+        print(f"error: {full}, then rerun the same command: every batch stored before this is kept",
+              file=sys.stderr)
+        return RunFailed.exit_code
     except termination.Terminated:
         print("\nterminated (SIGTERM): finished work is saved; rerun the same command to resume", file=sys.stderr)
         return termination.EXIT_CODE

@@ -28,3 +28,14 @@ class RunFailed(HarnessError):
     may be fine, so the exit code differs from bad input's. What was computed is kept."""
 
     exit_code = 3
+
+
+def storage_full(error: BaseException) -> str | None:
+    """For a write that found its disk full or its quota spent (shared cluster filesystems have quotas): the
+    one-line error, else None."""
+    import errno
+
+    if not isinstance(error, OSError) or error.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return None
+    where = f" writing {error.filename}" if error.filename else ""
+    return f"no space left{where} ({error.strerror}); free some, or choose another --output"

@@ -242,3 +242,44 @@ def test_imported_lmms_results_stay_inside_the_output_folder(tmp_path):
     written = [p for p in tmp_path.rglob("*") if p.is_file() and p != path]
     assert written and all(p.resolve().is_relative_to(out.resolve()) for p in written), written
     assert len(list(out.glob("*/*/manifest.json"))) == 1
+
+
+# --- a full disk or a spent quota -------------------------------------------------------------------------------
+def test_a_full_disk_mid_run_ends_in_one_line_keeping_every_stored_batch(tmp_path, doubles, monkeypatch, capsys):
+    import errno
+    import sqlite3
+
+    import harness.artifacts
+    from harness.cli import main
+
+    out = tmp_path / "out"
+    argv = ["run", "--model", "double-model", "--tasks", "double_roundtrip", "--batch-size", "4", "--output",
+            str(out), "--no-progress"]
+    write = harness.artifacts.write_bytes
+    written = []
+
+    def quota_spent_after_ten_images(path, data, **kw):     # test double: the filesystem's answer to a full disk
+        if len(written) >= 10:
+            raise OSError(errno.EDQUOT, "Disk quota exceeded", str(path))
+        written.append(path)
+        return write(path, data, **kw)
+
+    monkeypatch.setattr(harness.artifacts, "write_bytes", quota_spent_after_ten_images)
+    assert main(argv) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: no space left writing ")
+    assert "(Disk quota exceeded); free some, or choose another --output" in err[0]
+    assert err[0].endswith("rerun the same command: every batch stored before this is kept")
+    [manifest] = out.glob("*/*/manifest.json")
+    assert json.loads(manifest.read_text())["status"] == "failed"
+    with sqlite3.connect(next((out / "cache").glob("*.sqlite"))) as conn:
+        rows = [json.loads(r[0]) for r in conn.execute("SELECT payload FROM responses WHERE kind='generate'")]
+    # whole batches only, each with its images on disk; the batch that found the quota spent left no row
+    assert 0 < len(rows) < 60 and len(rows) % 4 == 0
+    assert all((out / "artifacts" / sha[:2] / f"{sha}.png").is_file() for r in rows for sha in r["images"])
+
+    monkeypatch.setattr(harness.artifacts, "write_bytes", write)
+    assert main(argv) == 0
+    assert json.loads(manifest.read_text())["status"] == "complete"
+    counts = json.loads((manifest.parent / "double_roundtrip" / "results.json").read_text())["counts"]
+    assert counts["failed"] == 0 and counts["computed"] == 30 + 60 + 60 - 30 - len(rows)

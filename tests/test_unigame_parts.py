@@ -333,3 +333,19 @@ def test_training_ended_by_sigterm_says_how_to_resume_and_leaves_the_handler_as_
     err = capsys.readouterr().err.strip()
     assert err == "terminated (SIGTERM); rerun the same command with --resume to continue from the last checkpoint"
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_training_that_finds_the_disk_full_ends_in_one_line_saying_how_to_resume(monkeypatch, capsys):
+    import errno
+
+    import unigame.run
+
+    def disk_full(cfg):                     # test double: a checkpoint write on a full disk
+        raise OSError(errno.ENOSPC, "No space left on device", "runs/x/checkpoints/.tmp-step000500/lora.safetensors")
+
+    monkeypatch.setattr(unigame.run, "train", disk_full)
+    assert main(["train", "--data", "shapes"]) == 3
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: no space left writing runs/x/checkpoints/.tmp-step000500/lora.safetensors (No space left "
+                   "on device); free some, or choose another --output, then rerun the same command with --resume to "
+                   "continue from the last checkpoint")

@@ -7,7 +7,7 @@ import sys
 import warnings
 
 from harness import termination
-from harness.errors import HarnessError
+from harness.errors import HarnessError, RunFailed, storage_full
 
 from unigame.config import FILTERS, METHODS, TrainConfig
 
@@ -169,6 +169,13 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted; rerun the same command with --resume to continue from the last checkpoint",
               file=sys.stderr)
         return 130
+    except OSError as e:
+        full = storage_full(e)
+        if debug or full is None:
+            raise
+        print(f"error: {full}, then rerun the same command with --resume to continue from the last checkpoint",
+              file=sys.stderr)
+        return RunFailed.exit_code
     except Exception as e:
         from harness.runner import is_out_of_memory
 
@@ -179,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
               "--hard-batch, keep the frozen base in bfloat16 (--weights-dtype bfloat16) or shard it over the "
               "processes (--fsdp), then rerun with --resume to continue from the last checkpoint (--debug shows "
               "where it ran out)", file=sys.stderr)
-        return 3
+        return RunFailed.exit_code
 
 
 if __name__ == "__main__":
