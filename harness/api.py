@@ -310,7 +310,9 @@ def _run(runner: UnifiedModel, task_objs: list[Task], config: RunConfig, output:
             distributed.barrier(dist)
         manifest.finished = now()
         manifest.determinism = determinism.describe(config.threads)
-        manifest.invocations[-1].update(status=manifest.status, finished=manifest.finished)
+        # per invocation: a run resumed on another machine keeps the answers computed on the first
+        manifest.invocations[-1].update(status=manifest.status, finished=manifest.finished,
+                                        hardware=manifest.determinism["hardware"])
         if executor.batch_limits:        # what ran out of memory, and the batch it then kept to (rank 0's)
             manifest.invocations[-1]["batch_limits"] = dict(executor.batch_limits)
         if config.rank == 0:

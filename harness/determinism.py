@@ -64,4 +64,31 @@ def describe(threads: int) -> dict:
             "cudnn_tf32": bool(torch.backends.cudnn.allow_tf32),
             "float32_matmul_precision": torch.get_float32_matmul_precision(),
         }
+    out["hardware"] = hardware()
     return out
+
+
+def hardware() -> dict:
+    """What ran the kernels, since another GPU model or CUDA/cuDNN version moves the last bits: the CPU, and the
+    GPUs when this process used CUDA (asking otherwise would start CUDA, and take GPU memory, in a CPU run)."""
+    out: dict = {"cpu": _cpu_model(), "cpu_count": os.cpu_count()}
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        out["cuda"] = {"runtime": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
+                       "devices": [{"name": torch.cuda.get_device_name(i),
+                                    "capability": ".".join(map(str, torch.cuda.get_device_capability(i)))}
+                                   for i in range(torch.cuda.device_count())]}
+    return out
+
+
+def _cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or None

@@ -155,3 +155,27 @@ def test_a_task_that_sends_an_undeclared_kind_is_stopped(tmp_path, doubles):
     with pytest.raises(HarnessError, match=r"task double_roundtrip sent the model a 'generate' request but "
                                            r"declares model_kinds = \('understand',\)"):
         evaluate(doubles.DoubleModel(), [Misdeclared()], RunConfig(output=tmp_path / "r", progress=False))
+
+
+def test_the_manifest_records_the_hardware_that_ran_the_kernels(tmp_path, doubles, monkeypatch):
+    import os
+
+    import torch
+
+    from harness import determinism
+
+    res = _run(tmp_path, ["double_sum"])
+    manifest = json.loads((res.run_dir / "manifest.json").read_text())
+    hardware = manifest["determinism"]["hardware"]
+    assert hardware["cpu_count"] == os.cpu_count() and "cuda" not in hardware      # a CPU run never starts CUDA
+    # each invocation keeps its own: a run resumed elsewhere mixes answers of two machines, and says so
+    assert manifest["invocations"][-1]["hardware"] == hardware
+    # test double: a process that used two GPUs
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i: "NVIDIA H100 80GB HBM3")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i: (9, 0))
+    monkeypatch.setattr(torch.backends.cudnn, "version", lambda: 91002)
+    cuda = determinism.hardware()["cuda"]
+    assert cuda["devices"] == [{"name": "NVIDIA H100 80GB HBM3", "capability": "9.0"}] * 2
+    assert cuda["cudnn"] == 91002 and cuda["runtime"] == torch.version.cuda
