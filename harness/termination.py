@@ -48,6 +48,21 @@ def deferred() -> Iterator[None]:
         raise Terminated()
 
 
+@contextmanager
+def immediate() -> Iterator[None]:
+    """Inside deferred(), work a SIGTERM may cut short at once (an evaluation, whose finished answers are stored
+    batch by batch); a SIGTERM noted before it begins stops it before it begins."""
+    global _deferring
+    outer = _deferring
+    if outer and _requested:
+        raise Terminated()
+    _deferring = False
+    try:
+        yield
+    finally:
+        _deferring = outer
+
+
 def requested() -> bool:
     """Whether a SIGTERM arrived inside deferred()."""
     return _requested

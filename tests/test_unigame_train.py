@@ -349,3 +349,39 @@ def test_sigterm_ends_the_step_under_way_saves_it_and_resume_repeats_the_same_lo
     for a, b in zip(straight, resumed):
         for key in ("loss_u", "loss_clean", "loss_hard", "loss_c", "eps", "buffer_size", "tau"):
             assert a.get(key) == b.get(key), (a["step"], key)
+
+
+def test_sigterm_during_a_checkpoints_evaluation_stops_it_and_resume_finishes_it(models, tmp_path, monkeypatch,
+                                                                                 capsys):
+    """Evaluations run for minutes to hours: a SIGTERM stops one at once (its finished answers are stored) rather
+    than after it, and --resume evaluates that checkpoint before training on."""
+    import os
+    import signal
+
+    import unigame.run
+    from unigame.cli import main
+
+    results = tmp_path / "results"
+    argv = ["train", "--model", models["janus"], "--data", "shapes", "--shapes-scenes", "6", "--batch-size", "2",
+            "--clip-weights", models["clip"], "--no-plots", "--output", str(tmp_path / "run"), "--method", "sft",
+            "--steps", "4", "--eval", "vqav2_val", "--eval-data", "shapes", "--eval-limit", "3", "--eval-every", "2",
+            "--no-eval-base", "--results", str(results)]
+    evaluate = unigame.run.evaluate_model
+    asked = []
+
+    def signalled_as_the_evaluation_begins(spec, *args, **kwargs):
+        asked.append(spec)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return evaluate(spec, *args, **kwargs)
+
+    monkeypatch.setattr(unigame.run, "evaluate_model", signalled_as_the_evaluation_begins)
+    assert main(argv) == 143
+    assert [r["step"] for r in _log(tmp_path / "run")] == [1, 2] and len(asked) == 1
+    assert not list(results.glob("*/*/vqav2_val/results.json"))          # stopped before it finished
+    monkeypatch.setattr(unigame.run, "evaluate_model", evaluate)
+    capsys.readouterr()
+    assert main([*argv, "--resume"]) == 0
+    assert "evaluating step 2 on vqav2_val" in capsys.readouterr().out
+    steps = sorted(json.loads(m.read_text())["tags"]["step"] for m in results.glob("*/*/manifest.json")
+                   if json.loads(m.read_text())["status"] == "complete")
+    assert steps == [2, 4]

@@ -97,6 +97,9 @@ def train(cfg) -> dict:
         # train_run puts the base model at step 0 of this run's training curve
         ev.run(loaded.base_model, {"method": "base", "base_model": loaded.base_model, "step": 0,
                                    "seed": cfg.seed, "train_run": run_id}, "base model")
+    if cfg.resume and existing is not None and eval_due(cfg, trainer.step) and trainer.step < cfg.steps:
+        # its evaluation may have been cut short (SIGTERM, a kill): finish it; what it finished comes from the cache
+        ev.checkpoint(existing, trainer.step)
     saved: list[Path] = []
     with termination.deferred():    # a SIGTERM lets the step under way finish, then saves it (below) and stops
         for step in range(trainer.step, cfg.stop_at or cfg.steps):
@@ -111,16 +114,16 @@ def train(cfg) -> dict:
             steplog.write(record)
             if done % max(1, cfg.steps // 20) == 0 or done == cfg.steps:
                 _say(dist, _progress(record))
-            final = done == cfg.steps
-            eval_due = bool(cfg.eval_tasks) and (final or (cfg.eval_every and done % cfg.eval_every == 0))
-            if stop or final or eval_due or done == cfg.stop_at or (cfg.save_every and done % cfg.save_every == 0):
+            final, evaluate_now = done == cfg.steps, eval_due(cfg, done)
+            if stop or final or evaluate_now or done == cfg.stop_at or (cfg.save_every and done % cfg.save_every == 0):
                 path = checkpoint.save(trainer, ckdir, run_name, meta)
                 saved.append(path)
                 if dist.main and cfg.plots:
                     dynamics.plot(steplog.path, out / "dynamics", label)
                     _write_buffer(trainer, out)
-                if eval_due and not stop:
-                    ev.checkpoint(path, done)
+                if evaluate_now and not stop:
+                    with termination.immediate():
+                        ev.checkpoint(path, done)
                 if dist.main:
                     checkpoint.prune(ckdir, cfg.keep_last, set(ev.evaluated[-1:]))
             if stop:
@@ -134,6 +137,11 @@ def train(cfg) -> dict:
     _say(dist, final_summary(label, trainer.step, checkpoint.latest(ckdir), ev, cfg))
     return {"output": out, "checkpoints": saved, "results": ev.results, "leaderboards": ev.boards,
             "trainer": trainer}
+
+
+def eval_due(cfg, step: int) -> bool:
+    """Whether the checkpoint of this step is evaluated: every --eval-every steps, and the last."""
+    return bool(cfg.eval_tasks) and (step == cfg.steps or bool(cfg.eval_every and step % cfg.eval_every == 0))
 
 
 def _default_data(cfg, adapter) -> None:
