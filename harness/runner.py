@@ -67,8 +67,9 @@ class Scorer(Runner):
     """A scoring model (CLIP, a detector, a judge...) shared by every task of a run."""
 
 
-#: how allocators word running out: CUDA and MPS ("... out of memory"), PyTorch's CPU allocator
-_OUT_OF_MEMORY = ("out of memory", "can't allocate memory")
+#: how allocators word running out: CUDA and MPS ("... out of memory"), PyTorch's CPU allocator, and cuBLAS or
+#: cuDNN failing to allocate their workspace on a full GPU
+_OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED")
 
 
 def is_out_of_memory(error: BaseException) -> bool:

@@ -65,6 +65,7 @@ def test_a_failure_other_than_memory_does_not_lower_the_batch_size(tmp_path, dou
     (RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you "
                   "tried to allocate 1152921504606846976 bytes. Error code 12 (Cannot allocate memory)"), True),
     (MemoryError(), True),
+    (RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"), True),
     (RuntimeError("The size of tensor a (4) must match the size of tensor b (5) at non-singleton dimension 1"), False),
     (ValueError("generate needs a text prompt"), False),
 ])
