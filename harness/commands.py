@@ -169,7 +169,7 @@ def _print_rows(header, rows) -> None:
 
 
 def cmd_show(args, argv) -> int:
-    from harness.report import derived_lines, table
+    from harness.report import derived_lines, history_lines, table
     from harness.results import load_run, read_derived
 
     manifest, results = load_run(args.run_dir)
@@ -179,6 +179,9 @@ def cmd_show(args, argv) -> int:
     derived = read_derived(args.run_dir)
     if derived:
         print("\n" + derived_lines(derived))
+    history = history_lines(manifest.invocations)
+    if history:
+        print("\n" + history)
     if missing:
         print(f"\nnot finished: {', '.join(missing)}")
     return 0

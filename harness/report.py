@@ -97,3 +97,39 @@ def derived_lines(derived: dict) -> str:
         note = f"  ({d['note']})" if d.get("note") else ""
         lines.append(f"{name} = {value}  from {', '.join(d['inputs'])}{note}")
     return "\n".join(lines)
+
+
+def history_lines(invocations: list[dict]) -> str:
+    """The commands that worked on a run folder, when there is more than one or one ran out of memory: each one's
+    status, the hardware it ran on and the batches it cut; and a warning when the answers come from different
+    machines (identical only up to floating-point reduction order)."""
+    import datetime
+
+    if len(invocations) < 2 and not any(i.get("batch_limits") for i in invocations):
+        return ""
+    lines = [f"history: {len(invocations)} command(s) worked on this run"]
+    machines = set()
+    for n, inv in enumerate(invocations, 1):
+        when = inv.get("started")
+        when = datetime.datetime.fromtimestamp(when).strftime("%Y-%m-%d %H:%M") if isinstance(when, (int, float)) \
+            else "?"
+        machine = _machine(inv.get("hardware"))
+        if machine:
+            machines.add(machine)
+        cut = ", ".join(f"{group} at most {size}" for group, size in (inv.get("batch_limits") or {}).items())
+        lines.append(f"  {n}  {when}  {inv.get('status', 'unknown'):<11}  {machine or 'hardware not recorded'}"
+                     + (f"; out of memory, batches cut: {cut}" if cut else ""))
+    if len(machines) > 1:
+        lines.append("note: this run's answers were computed on different machines; they agree only up to "
+                     "floating-point reduction order")
+    return "\n".join(lines)
+
+
+def _machine(hardware) -> str:
+    if not isinstance(hardware, dict):
+        return ""
+    devices = (hardware.get("cuda") or {}).get("devices") or []
+    if devices:
+        names = [d.get("name", "?") for d in devices]
+        return ", ".join(f"{name} x{names.count(name)}" for name in dict.fromkeys(names))
+    return f"{hardware.get('cpu') or 'CPU'} ({hardware.get('cpu_count')} cores)"

@@ -179,3 +179,22 @@ def test_the_manifest_records_the_hardware_that_ran_the_kernels(tmp_path, double
     cuda = determinism.hardware()["cuda"]
     assert cuda["devices"] == [{"name": "NVIDIA H100 80GB HBM3", "capability": "9.0"}] * 2
     assert cuda["cudnn"] == 91002 and cuda["runtime"] == torch.version.cuda
+
+
+def test_show_warns_when_a_runs_answers_come_from_different_machines(tmp_path, doubles, capsys):
+    from harness.cli import main
+
+    res = _run(tmp_path, ["double_sum"])
+    manifest_path = res.run_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    first = dict(manifest["invocations"][0])
+    # the same run folder, resumed on a GPU machine (the invocation edited in, as another machine would write it)
+    h100 = {"name": "NVIDIA H100 80GB HBM3", "capability": "9.0"}
+    gpu = {"cpu": "x", "cpu_count": 64, "cuda": {"runtime": "12.8", "cudnn": 91002, "devices": [h100] * 8}}
+    manifest["invocations"].append({**first, "hardware": gpu})
+    manifest_path.write_text(json.dumps(manifest))
+    capsys.readouterr()
+    assert main(["show", str(res.run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "  2  " in out and "complete     NVIDIA H100 80GB HBM3 x8" in out
+    assert "note: this run's answers were computed on different machines" in out

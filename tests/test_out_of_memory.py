@@ -139,3 +139,16 @@ def test_training_that_runs_out_of_memory_ends_in_one_line_naming_what_to_lower(
     monkeypatch.setattr(unigame.run, "train", broken)
     with pytest.raises(RuntimeError, match="shape mismatch"):
         main(["train", "--data", "shapes"])
+
+
+def test_show_tells_which_command_ran_out_of_memory(tmp_path, doubles, capsys):
+    from harness.cli import main
+
+    small = _run(tmp_path, "small", "double-oom-model", {"fits": 3}, ["double_sum"])
+    _run(tmp_path, "small", "double-oom-model", {"fits": 3}, ["double_sum"])       # a rerun: all cached
+    capsys.readouterr()
+    assert main(["show", str(small.run_dir)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    history = lines[lines.index("history: 2 command(s) worked on this run"):]
+    assert history[1].endswith("; out of memory, batches cut: model.understand at most 2")
+    assert "out of memory" not in history[2] and "complete" in history[2] and len(history) == 3
