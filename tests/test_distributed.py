@@ -2,14 +2,13 @@
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 
 import pytest
 
-from conftest import DOUBLES, ROOT, run_cli
+from conftest import DOUBLES, ROOT, committed_model_rows, run_cli
 
 pytestmark = pytest.mark.slow
 TASKS = "double_roundtrip,double_sum"
@@ -45,18 +44,6 @@ def _outputs(out) -> dict:
     return got
 
 
-def _model_rows(out) -> int:
-    n = 0
-    for db in (out / "cache").glob("responses.rank*.sqlite"):
-        try:
-            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-            n += con.execute("SELECT COUNT(*) FROM responses WHERE target='model'").fetchone()[0]
-            con.close()
-        except sqlite3.OperationalError:
-            pass
-    return n
-
-
 @pytest.mark.parametrize("launcher", [_torchrun, _accelerate], ids=["torchrun", "accelerate"])
 def test_two_processes_match_one(tmp_path, doubles, launcher):
     one = run_cli(*_args(tmp_path / "one", tmp_path / "one.log"))
@@ -78,7 +65,7 @@ def test_kill_two_processes_resume_with_one(tmp_path, doubles):
     proc = subprocess.Popen(_torchrun(2, *_args(out, tmp_path / "first.log", delay=0.15)), cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 180
-    while _model_rows(out) < 30 and time.time() < deadline:
+    while committed_model_rows(out) < 30 and time.time() < deadline:
         time.sleep(0.05)
     # torchrun starts each rank in a session of its own: kill -9 the ranks themselves, then the launcher
     ranks = [int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
@@ -91,7 +78,7 @@ def test_kill_two_processes_resume_with_one(tmp_path, doubles):
     for pid in ranks:
         while os.path.exists(f"/proc/{pid}") and "zombie" not in open(f"/proc/{pid}/status").read():
             time.sleep(0.02)
-    committed = _model_rows(out)
+    committed = committed_model_rows(out)
     assert 30 <= committed < TOTAL_MODEL_REQUESTS
     resumed = run_cli(*_args(out, tmp_path / "second.log"))
     assert resumed.returncode == 0, resumed.stderr
