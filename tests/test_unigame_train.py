@@ -385,3 +385,7 @@ def test_sigterm_during_a_checkpoints_evaluation_stops_it_and_resume_finishes_it
     steps = sorted(json.loads(m.read_text())["tags"]["step"] for m in results.glob("*/*/manifest.json")
                    if json.loads(m.read_text())["status"] == "complete")
     assert steps == [2, 4]
+    # a finished run resumed evaluates its last checkpoint again, every answer from the cache
+    assert main([*argv, "--resume"]) == 0
+    said = capsys.readouterr().out
+    assert "evaluating step 4 on vqav2_val" in said and "step 4: vqav2_val" in said and "(0 requests computed" in said

@@ -97,8 +97,10 @@ def train(cfg) -> dict:
         # train_run puts the base model at step 0 of this run's training curve
         ev.run(loaded.base_model, {"method": "base", "base_model": loaded.base_model, "step": 0,
                                    "seed": cfg.seed, "train_run": run_id}, "base model")
-    if cfg.resume and existing is not None and eval_due(cfg, trainer.step) and trainer.step < cfg.steps:
-        # its evaluation may have been cut short (SIGTERM, a kill): finish it; what it finished comes from the cache
+    if cfg.resume and existing is not None and cfg.eval_tasks and (trainer.step >= cfg.steps
+                                                                   or eval_due(cfg, trainer.step)):
+        # a finished run, or a checkpoint whose evaluation a stop may have cut short (SIGTERM, a kill): evaluate it;
+        # what was already answered comes from the cache
         ev.checkpoint(existing, trainer.step)
     saved: list[Path] = []
     with termination.deferred():    # a SIGTERM lets the step under way finish, then saves it (below) and stops
@@ -129,10 +131,6 @@ def train(cfg) -> dict:
             if stop:
                 _say(dist, f"SIGTERM: stopped after step {done}, saved as {saved[-1]}")
                 raise termination.Terminated()
-    if cfg.steps <= trainer.step and not saved and cfg.eval_tasks:   # a finished run resumed: evaluated?
-        path = checkpoint.latest(ckdir)
-        if path is not None:
-            ev.checkpoint(path, trainer.step)
     dist.barrier()
     _say(dist, final_summary(label, trainer.step, checkpoint.latest(ckdir), ev, cfg))
     return {"output": out, "checkpoints": saved, "results": ev.results, "leaderboards": ev.boards,
