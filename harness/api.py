@@ -313,8 +313,8 @@ def _run(runner: UnifiedModel, task_objs: list[Task], config: RunConfig, output:
         # per invocation: a run resumed on another machine keeps the answers computed on the first
         manifest.invocations[-1].update(status=manifest.status, finished=manifest.finished,
                                         hardware=manifest.determinism["hardware"])
-        if executor.batch_limits:        # what ran out of memory, and the batch it then kept to (rank 0's)
-            manifest.invocations[-1]["batch_limits"] = dict(executor.batch_limits)
+        if executor.calls.limits:        # what ran out of memory, and the batch it then kept to (rank 0's)
+            manifest.invocations[-1]["batch_limits"] = dict(executor.calls.limits)
         if config.rank == 0:
             store.write_manifest(manifest)
     return RunResult(store.dir, results, manifest, derived, failures, notes=notes, skipped=dict(skipped or {}),

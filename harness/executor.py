@@ -19,12 +19,13 @@ from typing import Callable
 from tqdm.auto import tqdm
 
 from harness.artifacts import ArtifactStore
+from harness.batching import BatchCaller
 from harness.capabilities import check_request
 from harness.errors import HarnessError
 from harness.health import Health
 from harness.pipeline import Prefetch, WriteBehind, hash_images
 from harness.progress import stage_progress
-from harness.runner import Runner, free_accelerator_memory, is_out_of_memory
+from harness.runner import Runner
 from harness.task import Task
 from harness.types import MODEL, Request, Response
 
@@ -119,8 +120,7 @@ class Executor:
         #: seconds per phase, for profiling (RunResult.timings): content keys, cache lookups, waiting for input
         #: images, the runners, waiting for stores to finish, finishing tasks (records, results files)
         self.timings: dict[str, float] = defaultdict(float)
-        #: "target.kind" -> the largest batch that fitted in memory once a larger one ran out of it
-        self.batch_limits: dict[str, int] = {}
+        self.calls = BatchCaller(f"rank {rank}: " if world > 1 else "")
 
     # --- public ---------------------------------------------------------------------------------------------
     def run(self, tasks: list[Task]) -> list[TaskRun]:
@@ -225,7 +225,8 @@ class Executor:
                 if n + 1 < len(batches):
                     ready = prefetch.start([unique[k] for k in batches[n + 1]])
                 t0 = time.perf_counter()
-                outs = self._call_in_memory(f"{target}.{kind}", runner, kind, batch)
+                outs = self.calls.call(f"{target}.{kind}", lambda b: runner.run(kind, b), batch,
+                                       f"{runner.name}.{kind}")
                 seconds += time.perf_counter() - t0
                 errors = []
                 for key, resp in zip(chunk, outs):
@@ -284,47 +285,6 @@ class Executor:
         for req in batch:
             for im in req.images:
                 im.release()
-
-    def _call_in_memory(self, group: str, runner: Runner, kind: str, batch: list[Request]) -> list[Response]:
-        """The batch in pieces no larger than what fitted in memory so far (the whole batch until something ran
-        out); the limit is read again for every piece, as a piece may lower it."""
-        outs: list[Response] = []
-        start = 0
-        while start < len(batch):
-            size = self.batch_limits.get(group, len(batch))
-            outs += self._call(group, runner, kind, batch[start:start + size])
-            start += size
-        return outs
-
-    def _call(self, group: str, runner: Runner, kind: str, batch: list[Request]) -> list[Response]:
-        try:
-            outs = runner.run(kind, batch)
-            if len(outs) != len(batch):
-                raise RuntimeError(f"{runner.name}.{kind} returned {len(outs)} responses for {len(batch)} requests")
-            return outs
-        except (KeyboardInterrupt, HarnessError):
-            raise
-        except Exception as e:
-            error, out_of_memory = f"{type(e).__name__}: {e}", is_out_of_memory(e)
-        # past the except clause the error is gone, and with it the frames of the failed call and the tensors
-        # they held: retrying inside it would run the smaller batch with the failed one's memory still taken
-        if out_of_memory:
-            free_accelerator_memory()
-        if len(batch) == 1:
-            return [Response.failure(error)]
-        if out_of_memory:       # halve the limit (below this batch's size), then run the batch under it
-            self._lower_batch_limit(group, (len(batch) + 1) // 2, len(batch))
-            return self._call_in_memory(group, runner, kind, batch)
-        # isolate the failing request; the rest of the batch still counts
-        return [self._call(group, runner, kind, [req])[0] for req in batch]
-
-    def _lower_batch_limit(self, group: str, size: int, tried: int) -> None:
-        if self.batch_limits.get(group, tried) <= size:
-            return
-        self.batch_limits[group] = size
-        where = f"rank {self.rank}: " if self.world > 1 else ""
-        tqdm.write(f"{where}{group}: out of memory with {tried} requests in a batch; going on in batches of at most "
-                   f"{size} (start with that batch size to skip the failed attempts)", file=sys.stderr)
 
     def _finish(self, tr: TaskRun) -> None:
         t0 = time.perf_counter()

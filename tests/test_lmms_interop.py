@@ -245,6 +245,39 @@ def test_wrapper_batches_by_requested_size(tmp_path):
         lm.loglikelihood(reqs)
 
 
+@needs_lmms
+def test_wrapper_halves_a_batch_that_runs_out_of_memory(tmp_path, capsys):
+    from harness.integrations.lmms import HarnessLMMS
+    from doubles import read_log
+
+    log = tmp_path / "log.jsonl"
+    lm = HarnessLMMS(checkpoint="double-oom-model", include=DOUBLES, log=str(log), fits="2", batch_size="8")
+    lm.task_dict = {"t": {"test": [{"image": PILImage.new("RGB", (4, 4), (i, 2 * i, 3))} for i in range(12)]}}
+    greedy = {"max_new_tokens": 8, "temperature": 0, "do_sample": False, "until": ["\n"]}
+    out = lm.generate_until(_instances(12, greedy))
+    # the real CPU allocator fails the batches of 8 and 4; later calls start at the size that fitted
+    assert [e["tried"] for e in read_log(log) if "tried" in e] == [8, 4, 2, 2, 2, 2, 2, 2]
+    assert out == [f"colour {i} {2 * i} 3" for i in range(12)] and lm.failed == 0
+    assert "out of memory with 8 requests in a batch; going on in batches of at most 4" in capsys.readouterr().err
+
+
+@needs_lmms
+def test_wrapper_raises_what_halving_cannot_fix(tmp_path):
+    from harness.integrations.lmms import HarnessLMMS
+
+    lm = HarnessLMMS(checkpoint="double-oom-model", include=DOUBLES, fits="4", never_fits="describe",
+                     batch_size="4")
+    lm.task_dict = {"t": {"test": [{"image": PILImage.new("RGB", (4, 4), (i, i, i))} for i in range(4)]}}
+    greedy = {"max_new_tokens": 8, "temperature": 0, "do_sample": False, "until": ["\n"]}
+    # a request that fits in no batch is an error lmms-eval sees, never an empty answer scored as wrong
+    with pytest.raises(RuntimeError, match="can't allocate memory"):
+        lm.generate_until(_instances(4, greedy))
+    lm = HarnessLMMS(checkpoint="double-model", include=DOUBLES, fail_on="describe", batch_size="4")
+    lm.task_dict = {"t": {"test": [{"image": PILImage.new("RGB", (4, 4), (i, i, i))} for i in range(4)]}}
+    with pytest.raises(RuntimeError, match="double model refuses"):
+        lm.generate_until(_instances(4, greedy))
+
+
 def _custom_task(folder: Path, n: int) -> list[str]:
     """A local lmms-eval task: JSONL rows pointing at PNGs, a task YAML and its utils.py (found by --include_path)."""
     folder.mkdir(parents=True)

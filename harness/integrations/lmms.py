@@ -8,7 +8,8 @@ Face folder or a hub id. Other model_args go to the adapter as `--model-args` wo
 `include=<file or folder>[:...]`, which registers extra models first like `--include`.
 
 lmms-eval's own `--batch_size` decides how many requests the wrapped model receives per call, after grouping by
-generation settings (one call never mixes greedy and sampled decoding).
+generation settings (one call never mixes greedy and sampled decoding); a call that runs out of memory is halved
+until it fits, and later calls keep to that size, as in `harness run`.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from loguru import logger as eval_logger
 from lmms_eval.api.model import lmms as LMMSBase
 from tqdm import tqdm
 
+from harness.batching import BatchCaller
 from harness.types import MODEL, Image, Request
 
 MODEL_ID = "umm_harness"
@@ -73,6 +75,9 @@ class HarnessLMMS(LMMSBase):
             model_args["device"] = str(device)
         self.model = resolve_model(self.spec, model_args)
         self.failed = 0
+        # a batch that runs out of memory is halved as the engine halves it; other errors stop lmms-eval, which
+        # would otherwise score every failed request as a wrong answer and report the zeros as a result
+        self.calls = BatchCaller(f"rank {self._rank}: " if self._world_size > 1 else "", isolate=False)
 
     def _rank_device(self) -> str | None:
         import torch
@@ -140,9 +145,8 @@ class HarnessLMMS(LMMSBase):
             for start in range(0, len(indices), size):
                 chunk = indices[start:start + size]
                 built = [self._request(requests[i]) for i in chunk]
-                responses = self.model.understand([req for req, _ in built])
-                if len(responses) != len(chunk):
-                    raise RuntimeError(f"{self.spec}: answered {len(responses)} of {len(chunk)} requests")
+                responses = self.calls.call("model.understand", self.model.understand, [req for req, _ in built],
+                                            f"{self.spec}.understand")
                 for i, (req, stops), resp in zip(chunk, built, responses):
                     out[i] = self._text(resp, req, stops)
                 bar.update(len(chunk))
