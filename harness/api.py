@@ -306,15 +306,22 @@ def _run(runner: UnifiedModel, task_objs: list[Task], config: RunConfig, output:
                             else f"{type(e).__name__}: {e}"}
         raise
     finally:
-        if ran:          # the same on every rank, or a rank would wait at this barrier forever
-            distributed.barrier(dist)
-        manifest.finished = now()
         manifest.determinism = determinism.describe(config.threads)
-        # per invocation: a run resumed on another machine keeps the answers computed on the first
+        reports = [{"hardware": manifest.determinism["hardware"], "batch_limits": dict(executor.calls.limits)}]
+        if ran:          # the same on every rank, or a rank would wait at this barrier forever
+            if config.world_size > 1:
+                distributed.write_shard(store.dir, config.rank, reports[0])
+            distributed.barrier(dist)
+            if config.world_size > 1 and config.rank == 0:
+                reports = distributed.read_shards(store.dir, config.world_size)
+                for r in range(config.world_size):
+                    distributed.shard_path(store.dir, r).unlink(missing_ok=True)
+        manifest.finished = now()
+        # per invocation: a run resumed on another machine keeps the answers computed on the first; what ran out
+        # of memory, and the batch it then kept to (after a failure or a stop, rank 0's own: ranks cannot meet)
         manifest.invocations[-1].update(status=manifest.status, finished=manifest.finished,
-                                        hardware=manifest.determinism["hardware"])
-        if executor.calls.limits:        # what ran out of memory, and the batch it then kept to (rank 0's)
-            manifest.invocations[-1]["batch_limits"] = dict(executor.calls.limits)
+                                        hardware=manifest.determinism["hardware"],
+                                        **distributed.combine_invocation(reports))
         if config.rank == 0:
             store.write_manifest(manifest)
     return RunResult(store.dir, results, manifest, derived, failures, notes=notes, skipped=dict(skipped or {}),

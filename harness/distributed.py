@@ -76,3 +76,23 @@ def merge_in_doc_order(per_rank: list[list], world: int) -> list:
     """Inverse of docs[rank::world]: global document i sits at position i // world of rank i % world."""
     total = sum(len(x) for x in per_rank)
     return [per_rank[i % world][i // world] for i in range(total)]
+
+
+def combine_invocation(reports: list[dict]) -> dict:
+    """One command's record from every rank's report ({"hardware", "batch_limits"}, in rank order): per runner, the
+    smallest batch any rank kept to after running out of memory (the size that fits everywhere), and the ranks
+    whose hardware is not rank 0's (a multi-node job on mixed GPU models) with that hardware."""
+    limits: dict[str, int] = {}
+    for report in reports:
+        for group, size in (report.get("batch_limits") or {}).items():
+            limits[group] = min(size, limits.get(group, size))
+    others: list[dict] = []
+    for rank, report in enumerate(reports[1:], 1):
+        if report.get("hardware") == reports[0].get("hardware"):
+            continue
+        same = next((o for o in others if o["hardware"] == report.get("hardware")), None)
+        if same is None:
+            others.append({"ranks": [rank], "hardware": report.get("hardware")})
+        else:
+            same["ranks"].append(rank)
+    return {**({"batch_limits": limits} if limits else {}), **({"other_hardware": others} if others else {})}

@@ -105,7 +105,7 @@ def history_lines(invocations: list[dict]) -> str:
     machines (identical only up to floating-point reduction order)."""
     import datetime
 
-    if len(invocations) < 2 and not any(i.get("batch_limits") for i in invocations):
+    if len(invocations) < 2 and not any(i.get("batch_limits") or i.get("other_hardware") for i in invocations):
         return ""
     lines = [f"history: {len(invocations)} command(s) worked on this run"]
     machines = set()
@@ -116,6 +116,15 @@ def history_lines(invocations: list[dict]) -> str:
         machine = _machine(inv.get("hardware"))
         if machine:
             machines.add(machine)
+        others = inv.get("other_hardware") or []         # ranks of one multi-node command on other machines
+        if others:
+            parts = [f"{machine or 'hardware not recorded'} (rank 0)"]
+            for other in others:
+                ranks = other.get("ranks") or []
+                other_machine = _machine(other.get("hardware")) or "hardware not recorded"
+                machines.add(other_machine)
+                parts.append(f"{other_machine} (rank{'s' if len(ranks) > 1 else ''} {_spans(ranks)})")
+            machine = "; ".join(parts)
         cut = ", ".join(f"{group} at most {size}" for group, size in (inv.get("batch_limits") or {}).items())
         lines.append(f"  {n}  {when}  {inv.get('status', 'unknown'):<11}  {machine or 'hardware not recorded'}"
                      + (f"; out of memory, batches cut: {cut}" if cut else ""))
@@ -123,6 +132,17 @@ def history_lines(invocations: list[dict]) -> str:
         lines.append("note: this run's answers were computed on different machines; they agree only up to "
                      "floating-point reduction order")
     return "\n".join(lines)
+
+
+def _spans(ranks: list[int]) -> str:
+    """[1, 2, 3, 5] -> "1-3, 5"."""
+    spans: list[list[int]] = []
+    for r in sorted(ranks):
+        if spans and r == spans[-1][1] + 1:
+            spans[-1][1] = r
+        else:
+            spans.append([r, r])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
 
 
 def _machine(hardware) -> str:

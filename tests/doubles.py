@@ -79,9 +79,11 @@ class OutOfMemoryDouble(DoubleModel):
     A failed call holds a working buffer in its frame until it is released; a call that finds an earlier one's
     buffer still alive refuses to run, as a GPU would refuse it the memory."""
 
-    def __init__(self, fits=1, never_fits=None, **kw):
+    def __init__(self, fits=1, never_fits=None, rank_fits=None, **kw):
         super().__init__(**kw)
         self.fits, self.never_fits = int(fits), never_fits
+        # {"1": 2}: this rank of a multi-process run has less memory than the others
+        self.fits = int((rank_fits or {}).get(os.environ.get("RANK", "0"), self.fits))
         self.held: list = []
 
     def _allocate(self, kind, requests):

@@ -60,6 +60,26 @@ def test_two_processes_match_one(tmp_path, doubles, launcher):
     assert not list((tmp_path / "two").rglob(".shard.*"))           # shards merged and removed
 
 
+def test_a_rank_that_runs_out_of_memory_is_recorded_and_the_answers_match_one_process(tmp_path, doubles):
+    def args(out, model_args):
+        return ["run", "--include", DOUBLES, "--model", "double-oom-model", "--model-args", json.dumps(model_args),
+                "--tasks", TASKS, "--batch-size", "4", "--output", out, "--no-progress"]
+
+    one = run_cli(*args(tmp_path / "one", {"fits": 4}))
+    assert one.returncode == 0, one.stderr
+    # rank 1 has room for 2 requests at a time, rank 0 for all 4
+    two = subprocess.run(_torchrun(2, *args(tmp_path / "two", {"fits": 4, "rank_fits": {"1": 2}})), cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "rank 1: model.understand: out of memory with 4 requests in a batch" in two.stderr
+    assert _outputs(tmp_path / "one") == _outputs(tmp_path / "two")
+    [manifest] = (tmp_path / "two").glob("*/*/manifest.json")
+    invocation = json.loads(manifest.read_text())["invocations"][-1]
+    assert invocation["batch_limits"] == {"model.understand": 2, "model.generate": 2}
+    assert "other_hardware" not in invocation                      # both ranks on this machine
+    assert not list((tmp_path / "two").rglob(".shard.*"))           # every rank's report read and removed
+
+
 def test_kill_two_processes_resume_with_one(tmp_path, doubles):
     out = tmp_path / "killed"
     proc = subprocess.Popen(_torchrun(2, *_args(out, tmp_path / "first.log", delay=0.15)), cwd=ROOT,
