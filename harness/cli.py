@@ -180,10 +180,10 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return RunFailed.exit_code
     except termination.Terminated:
-        print("\nterminated (SIGTERM): finished work is saved; rerun the same command to resume", file=sys.stderr)
+        termination.report_stop("\nterminated (SIGTERM): finished work is saved; rerun the same command to resume")
         return termination.EXIT_CODE
     except KeyboardInterrupt:
-        print("\ninterrupted: finished work is saved; rerun the same command to resume", file=sys.stderr)
+        termination.report_stop("\ninterrupted: finished work is saved; rerun the same command to resume")
         return 130
 
 

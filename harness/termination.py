@@ -80,3 +80,14 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def report_stop(line: str) -> None:
+    """The one line a stopped command ends with, printed by rank 0 only: a scheduler signals every process of a
+    job (and a terminal's Ctrl-C reaches every process of its group), so each rank would print it again."""
+    import sys
+
+    from harness.distributed import from_env
+
+    if from_env().main:
+        print(line, file=sys.stderr)

@@ -120,5 +120,6 @@ def test_sigterm_to_one_rank_stops_every_rank_after_the_same_step_with_that_step
     stopped = steps[-1]
     assert 3 <= stopped < 400 and steps == list(range(1, stopped + 1)), said[-3000:]
     assert f"SIGTERM: stopped after step {stopped}, saved as" in said, said[-3000:]
+    assert said.count("terminated (SIGTERM)") == 1, said[-3000:]          # one line for the job, not one per rank
     (ckpt,) = (out / "checkpoints").glob(f"*-step{stopped:06d}")
     assert (ckpt / "training" / "lora.safetensors").exists()

@@ -162,12 +162,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
     except termination.Terminated:
-        print("terminated (SIGTERM); rerun the same command with --resume to continue from the last checkpoint",
-              file=sys.stderr)
+        termination.report_stop("terminated (SIGTERM); rerun the same command with --resume to continue from the "
+                                "last checkpoint")
         return termination.EXIT_CODE
     except KeyboardInterrupt:
-        print("interrupted; rerun the same command with --resume to continue from the last checkpoint",
-              file=sys.stderr)
+        termination.report_stop("interrupted; rerun the same command with --resume to continue from the last "
+                                "checkpoint")
         return 130
     except OSError as e:
         full = storage_full(e)
