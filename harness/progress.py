@@ -2,17 +2,37 @@
 
 A batch job's stderr (Slurm's `slurm-<id>.out`, a Kubernetes log) is no terminal: there a bar's carriage returns
 pile up into one line megabytes long that no one can read or grep. There each stage prints a line at most every
-LINE_INTERVAL seconds, and one when it ends.
+`line_interval()` seconds (HARNESS_PROGRESS_INTERVAL, default LINE_INTERVAL), and one when it ends.
 """
 from __future__ import annotations
 
+import math
+import os
 import sys
 import time
 
 from tqdm.auto import tqdm
 
-#: seconds between two progress lines of one stage when stderr is not a terminal
+from harness.errors import HarnessError
+
+#: seconds between two progress lines of one stage when stderr is not a terminal, unless the environment says
 LINE_INTERVAL = 30.0
+INTERVAL_VARIABLE = "HARNESS_PROGRESS_INTERVAL"
+
+
+def line_interval() -> float:
+    """The seconds between two progress lines in a log file: $HARNESS_PROGRESS_INTERVAL, or LINE_INTERVAL."""
+    value = os.environ.get(INTERVAL_VARIABLE, "").strip()
+    if not value:
+        return LINE_INTERVAL
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not math.isfinite(seconds) or seconds < 0:
+        raise HarnessError(f"{INTERVAL_VARIABLE}={value}: give the seconds between two progress lines in a log "
+                           f"file, a number of at least 0 (default {LINE_INTERVAL:g}), or unset it")
+    return seconds
 
 
 def stage_progress(total: int, initial: int, desc: str, postfix: dict, enabled: bool, file=None):
@@ -20,7 +40,7 @@ def stage_progress(total: int, initial: int, desc: str, postfix: dict, enabled: 
     set_description_str, refresh, close, n, total)."""
     file = file or sys.stderr
     if enabled and not _is_terminal(file):
-        return LineProgress(total, initial, desc, postfix, file)
+        return LineProgress(total, initial, desc, postfix, file, line_interval())
     return tqdm(total=total, initial=initial, disable=not enabled, desc=desc, unit="req", dynamic_ncols=True,
                 mininterval=1.0, postfix=postfix, file=file)
 
@@ -33,7 +53,7 @@ def _is_terminal(file) -> bool:
 
 
 class LineProgress:
-    """One line per LINE_INTERVAL seconds: `label: done/total (pct%), rate req/s, eta, cached=.., failed=..`."""
+    """One line per `interval` seconds: `label: done/total (pct%), rate req/s, eta, cached=.., failed=..`."""
 
     def __init__(self, total: int, initial: int, desc: str, postfix: dict, file, interval: float = LINE_INTERVAL):
         self.total, self.n, self.desc, self.postfix, self.file = total, initial, desc, dict(postfix), file

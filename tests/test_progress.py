@@ -51,3 +51,18 @@ def test_a_terminal_gets_a_bar_and_a_disabled_progress_prints_nothing():
     bar.update(5)
     bar.close()
     assert quiet.getvalue() == ""
+
+
+def test_the_interval_between_lines_is_set_from_the_environment(tmp_path):
+    # the double model sleeps a little per batch: with an interval of 0 every stored batch of 4 prints a line
+    args = ["run", "--include", DOUBLES, "--model", "double-model", "--model-args", '{"delay": 0.02}',
+            "--tasks", "double_sum", "--batch-size", "4", "--output", tmp_path / "out"]
+    proc = run_cli(*args, env={"HARNESS_PROGRESS_INTERVAL": "0"})
+    assert proc.returncode == 0, proc.stderr
+    lines = [x for x in proc.stderr.splitlines() if x.startswith("model.understand [double_sum/answer]: ")]
+    assert [x.split(": ", 1)[1].split(" ")[0] for x in lines] == [f"{n}/24" for n in range(4, 25, 4)]
+    for bad in ("soon", "-5", "nan"):
+        proc = run_cli(*args, "--overwrite", env={"HARNESS_PROGRESS_INTERVAL": bad})
+        assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+            f"error: HARNESS_PROGRESS_INTERVAL={bad}: give the seconds between two progress lines in a log file, a "
+            "number of at least 0 (default 30), or unset it"], proc.stderr
