@@ -1,8 +1,9 @@
-"""Write-through response cache: SQLite in WAL mode, one shard file per process rank.
+"""Write-through response cache: SQLite (WAL mode on a local disk), one shard file per process rank.
 
-Each process writes only its own shard (no cross-process write locks, safe on shared filesystems) and reads every
-shard, so a run resumed with a different number of processes still finds all finished work. One transaction per
-finished batch: a crash or `kill -9` loses at most the batch in flight.
+Each process writes only its own shard (no two processes ever write one file; on a network filesystem the shards use
+SQLite's rollback journal, as WAL cannot span hosts: harness/filesystems.py) and reads every shard, so a run resumed
+with a different number of processes still finds all finished work. One transaction per finished batch: a crash or
+`kill -9` loses at most the batch in flight.
 
 Opening the cache checks it before any run folder is touched (harness.api opens it first): a shard that is not
 SQLite, is truncated or fails SQLite's quick_check is reported in one line, and nothing changes unless the user
@@ -21,6 +22,7 @@ from typing import Callable, Iterable
 
 from harness.cache_shards import connect, damage, repair_shard, shard_index
 from harness.errors import CacheError
+from harness.filesystems import journal_mode
 
 class ResponseCache:
     """Key -> payload store shared by every runner of a run.
@@ -50,6 +52,14 @@ class ResponseCache:
             aside, kept = repair_shard(path)
             say(f"repaired {path}: the damaged shard is now {aside.name}; {kept} answers could still be read and "
                 "are kept, the rest will be recomputed")
+        for path in sorted(mine - {self.own_path}):
+            # a shard of a rank this run does not have, written in WAL mode on a local disk, now read from several
+            # hosts: its checking rank moves it to the journal this filesystem needs before any rank reads it
+            if path.stat().st_size and journal_mode(path) == "DELETE":
+                try:
+                    connect(path, readonly=False).close()
+                except sqlite3.Error:       # read-only: it is still read, as before
+                    pass
         self._own = self._open_own()
         self._others: dict[Path, sqlite3.Connection] = {}
 

@@ -1,10 +1,10 @@
 """The response cache's shard files: their schema, opening them, telling a damaged one, and `--repair-cache`.
 
 A shard is damaged when it is not SQLite, is truncated or fails SQLite's quick_check. `--repair-cache` renames it
-(and its WAL) to `<shard>.damaged-<time>`, never deleting it, so nothing is lost that a better tool could recover
-later, and reads its rows back as far as SQLite can: a truncated file is first padded (in a temporary copy) to the
-length its header declares, so the pages that survived stay reachable; rows are then read by the rowids the key
-index lists or, when the index is damaged too, by rowid ranges, halving a range that hits a damaged page down to
+(and its WAL or journal, if any) to `<shard>.damaged-<time>`, never deleting it, so nothing is lost that a better tool could
+recover later, and reads its rows back as far as SQLite can: a truncated file is first padded (in a temporary copy)
+to the length its header declares, so the pages that survived stay reachable; rows are then read by the rowids the
+key index lists or, when the index is damaged too, by rowid ranges, halving a range that hits a damaged page down to
 single rows. Rows whose payload is not a JSON object are dropped. The survivors go into a fresh shard under the
 original name; everything else is recomputed by the run that asked for the repair.
 """
@@ -19,6 +19,8 @@ import struct
 import time
 from pathlib import Path
 
+from harness.filesystems import journal_mode
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
     key TEXT PRIMARY KEY,
@@ -30,6 +32,8 @@ CREATE TABLE IF NOT EXISTS responses (
 )
 """
 SQLITE_MAGIC = b"SQLite format 3\x00"
+#: the files SQLite keeps beside a database: WAL mode's log and shared-memory index, the rollback journal
+SIDECARS = ("-wal", "-shm", "-journal")
 SHARD = re.compile(r"^responses\.rank(\d+)\.sqlite$")
 
 
@@ -39,9 +43,11 @@ def connect(path: Path, readonly: bool) -> sqlite3.Connection:
     else:
         # commits come from the executor's write-behind thread, lookups from the main thread, never at once
         conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode is durable against process crashes (the case we promise); only power loss may cost
-        # the last transactions.
+        # WAL on a local disk; on a network filesystem (a multi-node run's shared results folder) the rollback
+        # journal, as WAL's shared memory cannot span hosts (harness/filesystems.py)
+        conn.execute(f"PRAGMA journal_mode={journal_mode(path)}")
+        # NORMAL is durable against process crashes (the case we promise); only power loss may cost the last
+        # transactions.
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute(SCHEMA)
         conn.commit()
@@ -61,6 +67,7 @@ def damage(path: Path) -> str | None:
         return None                      # SQLite's empty database: a shard created but never written
     if not head.startswith(SQLITE_MAGIC) or len(head) < 100:
         return "not an SQLite database (overwritten or cut short)"
+    roll_back_hot_journal(path)
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
         try:
@@ -72,6 +79,23 @@ def damage(path: Path) -> str | None:
     if rows != [("ok",)]:
         return " ".join(" ".join(str(r[0]) for r in rows[:3]).split())[:300]
     return None
+
+
+def roll_back_hot_journal(path: Path) -> None:
+    """A process killed mid-commit in rollback-journal mode (a network filesystem) leaves a hot `-journal`, which
+    a read-only connection cannot roll back ("attempt to write a readonly database"): a read-write connection's
+    first read restores the last committed state, as SQLite's own recovery does. Without a journal, nothing."""
+    journal = path.with_name(path.name + "-journal")
+    if not journal.exists():
+        return
+    try:
+        conn = sqlite3.connect(path, timeout=30)
+        try:
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        pass            # the read-only check that follows says what is wrong
 
 
 def shard_index(path: Path) -> int | None:
@@ -95,7 +119,7 @@ def repair_shard(path: Path) -> tuple[Path, int]:
         n += 1
         aside = path.with_name(f"{path.name}.damaged-{stamp}-{n}")
     os.replace(path, aside)
-    for suffix in ("-wal", "-shm"):
+    for suffix in SIDECARS:
         side = path.with_name(path.name + suffix)
         if side.exists():
             os.replace(side, aside.with_name(aside.name + suffix))
@@ -114,9 +138,11 @@ def salvage(damaged: Path) -> list[tuple]:
     work = damaged.with_name(f".{damaged.name}.salvage")
     try:
         shutil.copyfile(damaged, work)
-        wal = damaged.with_name(damaged.name + "-wal")
-        if wal.exists():
-            shutil.copyfile(wal, work.with_name(work.name + "-wal"))
+        for suffix in ("-wal", "-journal"):
+            side = damaged.with_name(damaged.name + suffix)
+            if side.exists():
+                shutil.copyfile(side, work.with_name(work.name + suffix))
+        roll_back_hot_journal(work)
         _pad_to_declared_size(work)
         try:
             conn = sqlite3.connect(f"file:{work}?mode=ro", uri=True)
@@ -127,7 +153,7 @@ def salvage(damaged: Path) -> list[tuple]:
         finally:
             conn.close()
     finally:
-        for p in (work, work.with_name(work.name + "-wal"), work.with_name(work.name + "-shm")):
+        for p in (work, *(work.with_name(work.name + suffix) for suffix in SIDECARS)):
             p.unlink(missing_ok=True)
 
 

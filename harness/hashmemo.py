@@ -17,6 +17,7 @@ _connections: dict[Path, sqlite3.Connection | None] = {}
 
 
 def _connection() -> sqlite3.Connection | None:
+    from harness.filesystems import journal_mode
     from harness.store import cache_root
 
     path = cache_root() / "image-hashes.sqlite"
@@ -25,7 +26,7 @@ def _connection() -> sqlite3.Connection | None:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
-                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute(f"PRAGMA journal_mode={journal_mode(path)}")     # every node writes it
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute("CREATE TABLE IF NOT EXISTS hashes (identity TEXT PRIMARY KEY, sha256 TEXT NOT NULL)")
                 conn.commit()

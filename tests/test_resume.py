@@ -19,10 +19,12 @@ def _cmd(out, log, delay):
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_recomputes_only_unfinished(tmp_path, doubles):
+@pytest.mark.parametrize("journal", ["wal", "delete"], ids=["local-disk", "network-filesystem"])
+def test_sigkill_then_resume_recomputes_only_unfinished(tmp_path, doubles, journal):
     out, log1, log2 = tmp_path / "killed", tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    env = {"HARNESS_SQLITE_JOURNAL": journal}          # the journal SQLite keeps on a local disk or a network one
     proc = subprocess.Popen([sys.executable, "-m", "harness", *_cmd(out, log1, 0.15)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **env})
     deadline = time.time() + 120
     while committed_model_rows(out) < 40 and time.time() < deadline:    # well into the run, mid-stage
         time.sleep(0.05)
@@ -32,7 +34,7 @@ def test_sigkill_then_resume_recomputes_only_unfinished(tmp_path, doubles):
     total = 30 + 60 + 24                                       # describe + regenerate x2 + sums
     assert 40 <= committed < total
 
-    done = run_cli(*_cmd(out, log2, 0.0))
+    done = run_cli(*_cmd(out, log2, 0.0), env=env)
     assert done.returncode == 0, done.stderr
     recomputed = sum(e["n"] for e in doubles.read_log(log2))
     assert recomputed == total - committed
