@@ -1,12 +1,12 @@
 """The response cache's shard files: their schema, opening them, telling a damaged one, and `--repair-cache`.
 
 A shard is damaged when it is not SQLite, is truncated or fails SQLite's quick_check. `--repair-cache` renames it
-(and its WAL or journal, if any) to `<shard>.damaged-<time>`, never deleting it, so nothing is lost that a better tool could
-recover later, and reads its rows back as far as SQLite can: a truncated file is first padded (in a temporary copy)
-to the length its header declares, so the pages that survived stay reachable; rows are then read by the rowids the
-key index lists or, when the index is damaged too, by rowid ranges, halving a range that hits a damaged page down to
-single rows. Rows whose payload is not a JSON object are dropped. The survivors go into a fresh shard under the
-original name; everything else is recomputed by the run that asked for the repair.
+(and its WAL or journal, if any) to `<shard>.damaged-<time>`, never deleting it, so nothing is lost that a better
+tool could recover later, and reads its rows back as far as SQLite can: a truncated file is first padded (in a
+temporary copy) to the length its header declares, so the pages that survived stay reachable; rows are then read by
+the rowids the key index lists or, when the index is damaged too, by rowid ranges, halving a range that hits a
+damaged page down to single rows. Rows whose payload is not a JSON object are dropped. The survivors go into a fresh
+shard under the original name; everything else is recomputed by the run that asked for the repair.
 """
 from __future__ import annotations
 
