@@ -186,8 +186,8 @@ def _finish_task(tr: TaskRun, runners: dict[str, Runner], model_info: dict, stor
 
 def check_config(config: RunConfig) -> None:
     """Values of a RunConfig that no later step would catch before work starts."""
-    from harness.options import check_folder_name, check_rate, check_scorer_args, check_tags
     from harness.filesystems import journal_mode
+    from harness.options import check_folder_name, check_rate, check_scorer_args, check_tags
     from harness.progress import line_interval
 
     if config.run_name is not None:
