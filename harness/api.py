@@ -156,26 +156,17 @@ def task_results(task: Task, records: list[dict], stats: dict, runners: dict[str
 def _finish_task(tr: TaskRun, runners: dict[str, Runner], model_info: dict, store: RunStore, rank: int,
                  world: int) -> TaskResult | None:
     """Write a finished task's files; with several processes, rank 0 merges every rank's shard first."""
-    samples = _samples(tr)
-    described = used_runners(tr, runners)
     stats = tr.stats.to_dict()
-    if world > 1:
-        task_dir = store.task_dir(tr.task.name)
-        distributed.write_shard(task_dir, rank, {"records": tr.records, "samples": samples, "stats": stats,
-                                                 "runners": described, "seconds": tr.stats.runner_seconds})
-        distributed.barrier(distributed.Dist(rank, world))
-        if rank != 0:
-            return None
-        shards = distributed.read_shards(task_dir, world)
-        records = distributed.merge_in_doc_order([s["records"] for s in shards], world)
-        samples = distributed.merge_in_doc_order([s["samples"] for s in shards], world)
-        stats = {k: sum(s["stats"][k] for s in shards) for k in stats}
-        described = {k: v for s in shards for k, v in s["runners"].items()}
-        seconds = sum(s["seconds"] for s in shards)
-        for r in range(world):
-            distributed.shard_path(task_dir, r).unlink(missing_ok=True)
-    else:
-        records, seconds = tr.records, tr.stats.runner_seconds
+    shards = distributed.gather_on_main(store.task_dir(tr.task.name), distributed.Dist(rank, world),
+                                        {"records": tr.records, "samples": _samples(tr), "stats": stats,
+                                         "runners": used_runners(tr, runners), "seconds": tr.stats.runner_seconds})
+    if shards is None:
+        return None
+    records = distributed.merge_in_doc_order([s["records"] for s in shards], world)
+    samples = distributed.merge_in_doc_order([s["samples"] for s in shards], world)
+    stats = {k: sum(s["stats"][k] for s in shards) for k in stats}
+    described = {k: v for s in shards for k, v in s["runners"].items()}
+    seconds = sum(s["seconds"] for s in shards)
     res = task_results(tr.task, records, stats, described, model_info, tr.stats.started, seconds)
     extras = tr.task.extra_files(records)
     if extras:
@@ -314,13 +305,7 @@ def _run(runner: UnifiedModel, task_objs: list[Task], config: RunConfig, output:
         manifest.determinism = determinism.describe(config.threads)
         reports = [{"hardware": manifest.determinism["hardware"], "batch_limits": dict(executor.calls.limits)}]
         if ran:          # the same on every rank, or a rank would wait at this barrier forever
-            if config.world_size > 1:
-                distributed.write_shard(store.dir, config.rank, reports[0])
-            distributed.barrier(dist)
-            if config.world_size > 1 and config.rank == 0:
-                reports = distributed.read_shards(store.dir, config.world_size)
-                for r in range(config.world_size):
-                    distributed.shard_path(store.dir, r).unlink(missing_ok=True)
+            reports = distributed.gather_on_main(store.dir, dist, reports[0]) or reports
         manifest.finished = now()
         # per invocation: a run resumed on another machine keeps the answers computed on the first; what ran out
         # of memory, and the batch it then kept to (after a failure or a stop, rank 0's own: ranks cannot meet)

@@ -72,6 +72,21 @@ def read_shards(task_dir: Path, world: int) -> list[dict]:
     return [json.loads(shard_path(task_dir, r).read_text()) for r in range(world)]
 
 
+def gather_on_main(directory: Path, dist: Dist, payload: dict) -> list[dict] | None:
+    """Every rank's payload in rank order on rank 0, None on the others: each writes its shard file in `directory`,
+    all meet at a barrier, rank 0 reads the files and removes them. One process: [payload], no file."""
+    if dist.world <= 1:
+        return [payload]
+    write_shard(directory, dist.rank, payload)
+    barrier(dist)
+    if not dist.main:
+        return None
+    shards = read_shards(directory, dist.world)
+    for r in range(dist.world):
+        shard_path(directory, r).unlink(missing_ok=True)
+    return shards
+
+
 def merge_in_doc_order(per_rank: list[list], world: int) -> list:
     """Inverse of docs[rank::world]: global document i sits at position i // world of rank i % world."""
     total = sum(len(x) for x in per_rank)
