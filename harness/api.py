@@ -177,7 +177,7 @@ def _finish_task(tr: TaskRun, runners: dict[str, Runner], model_info: dict, stor
 
 def check_config(config: RunConfig) -> None:
     """Values of a RunConfig that no later step would catch before work starts."""
-    from harness.filesystems import journal_mode
+    from harness.filesystems import journal_override
     from harness.options import check_folder_name, check_rate, check_scorer_args, check_tags
     from harness.progress import line_interval
 
@@ -190,7 +190,7 @@ def check_config(config: RunConfig) -> None:
         raise HarnessError(f"--threads {config.threads}: give a whole number of threads, at least 1")
     if config.progress:
         line_interval()          # a bad HARNESS_PROGRESS_INTERVAL fails here, not at the first stage
-    journal_mode(Path(config.output))        # and a bad HARNESS_SQLITE_JOURNAL
+    journal_override()       # and a bad HARNESS_SQLITE_JOURNAL
 
 
 def evaluate(model, tasks, config: RunConfig | None = None) -> RunResult:

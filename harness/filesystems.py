@@ -28,13 +28,18 @@ _OCTAL = re.compile(r"\\([0-7]{3})")
 
 def journal_mode(path: Path) -> str:
     """"WAL" or "DELETE" for an SQLite file at `path` (which need not exist yet)."""
+    return journal_override() or ("DELETE" if filesystem_type(path) in NETWORK_TYPES else "WAL")
+
+
+def journal_override() -> str | None:
+    """The journal HARNESS_SQLITE_JOURNAL asks for ("WAL" or "DELETE"), None when unset; a bad value is an error."""
     forced = os.environ.get(JOURNAL_VARIABLE, "").strip().lower()
-    if forced:
-        if forced not in ("wal", "delete"):
-            raise HarnessError(f"{JOURNAL_VARIABLE}={forced}: give wal (one host uses the cache) or delete (a "
-                               "network filesystem several hosts use), or unset it to choose by filesystem")
-        return forced.upper()
-    return "DELETE" if filesystem_type(path) in NETWORK_TYPES else "WAL"
+    if not forced:
+        return None
+    if forced not in ("wal", "delete"):
+        raise HarnessError(f"{JOURNAL_VARIABLE}={forced}: give wal (one host uses the cache) or delete (a "
+                           "network filesystem several hosts use), or unset it to choose by filesystem")
+    return forced.upper()
 
 
 def filesystem_type(path: Path, mounts: str | None = None) -> str | None:
