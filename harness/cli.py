@@ -157,7 +157,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         with termination.sigterm_as_interrupt():
-            from harness import registry
+            from harness import registry, slurm
+
+            slurm.adopt()       # before anything reads the rank: srun's tasks carry Slurm's variables only
 
             registry.include(args.include)
             from harness import commands

@@ -52,7 +52,7 @@ def cmd_run(args, argv) -> int:
         check_device(args.device)
         model_args["device"] = args.device
     elif dist.world > 1:
-        model_args["device"] = _rank_device(dist)
+        model_args["device"] = distributed.rank_gpu(dist.local_rank) or "cpu"
     model = resolve_model(args.model, model_args)
     data = args.data if args.data is not None else getattr(model, "default_data", None)
     config = RunConfig(output=args.output, data=data, limit=args.limit, batch_size=args.batch_size,
@@ -96,13 +96,6 @@ def _task_args(text: str | None) -> dict:
         if not isinstance(opts, dict):
             raise HarnessError(f"--task-args: the value for {task!r} must be an object of options")
     return value
-
-
-def _rank_device(dist) -> str | None:
-    """One GPU per process under torchrun / accelerate launch; the adapter's own choice on CPU-only machines."""
-    import torch
-
-    return f"cuda:{dist.local_rank}" if torch.cuda.is_available() else "cpu"
 
 
 def cmd_tasks(args, argv) -> int:

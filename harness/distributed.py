@@ -4,7 +4,8 @@ Each process takes docs[rank::world] of every task and runs all of its stages; i
 when a task finishes, its own shard of records and samples. After a barrier rank 0 merges the shards in global
 document order and writes the task's files. Only small files cross process boundaries: nothing large goes through
 collectives, and there is no padding (ranks may hold different numbers of documents).
-Works with `torchrun` and `accelerate launch` (both set RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT).
+Works with `torchrun` and `accelerate launch` (both set RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT), and with
+`srun` starting one task per GPU (`harness.slurm` sets them from Slurm's variables).
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import sys
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+
+from harness.errors import HarnessError
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,21 @@ def from_env() -> Dist:
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", str(rank)))
     return Dist(rank, world, local)
+
+
+def rank_gpu(local_rank: int) -> str | None:
+    """The GPU of the process with this LOCAL_RANK, None without CUDA. A process that sees exactly one GPU uses it:
+    a scheduler that binds one GPU to each task (srun --gpus-per-task=1) shows it as cuda:0 whatever the task's
+    number on the node."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    count = torch.cuda.device_count()
+    if count == 1 or local_rank < count:
+        return f"cuda:{0 if count == 1 else local_rank}"
+    raise HarnessError(f"the process with LOCAL_RANK={local_rank} sees {count} GPUs: start at most one process "
+                       "per GPU on a node, give each process one GPU, or name a device with --device")
 
 
 def barrier(dist: Dist) -> None:

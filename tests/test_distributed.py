@@ -9,6 +9,7 @@ import time
 import pytest
 
 from conftest import DOUBLES, ROOT, committed_model_rows, run_cli
+from srun_double import srun
 
 pytestmark = pytest.mark.slow
 TASKS = "double_roundtrip,double_sum"
@@ -44,12 +45,20 @@ def _outputs(out) -> dict:
     return got
 
 
-@pytest.mark.parametrize("launcher", [_torchrun, _accelerate], ids=["torchrun", "accelerate"])
+def _srun(nproc: int, *args) -> list[str]:
+    # `srun --ntasks N python -m harness run ...`: srun starts the N tasks itself (tests/srun_double.py stands in)
+    return [sys.executable, "-m", "harness", *map(str, args)]
+
+
+@pytest.mark.parametrize("launcher", [_torchrun, _accelerate, _srun], ids=["torchrun", "accelerate", "srun"])
 def test_two_processes_match_one(tmp_path, doubles, launcher):
     one = run_cli(*_args(tmp_path / "one", tmp_path / "one.log"))
     assert one.returncode == 0, one.stderr
-    two = subprocess.run(launcher(2, *_args(tmp_path / "two", tmp_path / "two.log")), cwd=ROOT,
-                         capture_output=True, text=True, timeout=300)
+    argv = launcher(2, *_args(tmp_path / "two", tmp_path / "two.log"))
+    if launcher is _srun:
+        two = srun(argv, 2, cwd=ROOT, timeout=300)
+    else:
+        two = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert two.returncode == 0, two.stderr[-3000:]
     assert _outputs(tmp_path / "one") == _outputs(tmp_path / "two")
     pids = {e["pid"] for e in doubles.read_log(tmp_path / "two.log")}

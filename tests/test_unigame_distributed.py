@@ -14,18 +14,23 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from srun_double import srun  # noqa: E402
 from unigame.testing import tiny_janus  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _launch(prefix: list[str], out: Path, model: Path, method: list[str], extra: tuple = ()) -> str:
+def _launch(prefix: list[str], out: Path, model: Path, method: list[str], extra: tuple = (),
+            srun_tasks: int = 0) -> str:
     argv = ["train", "--model", str(model), "--data", "shapes", "--shapes-scenes", "6", "--batch-size", "4",
             "--steps", "3", "--warmup", "1", "--lora-dropout", "0", "--scene-check", "off", "--no-plots",
             "--output", str(out), *method, *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run([*prefix, "-m", "unigame", *argv], capture_output=True, text=True, cwd=ROOT, env=env,
-                          timeout=600)
+    if srun_tasks:          # srun starts the tasks itself; tests/srun_double.py stands in for it
+        proc = srun([*prefix, "-m", "unigame", *argv], srun_tasks, cwd=ROOT, env=env, timeout=600)
+    else:
+        proc = subprocess.run([*prefix, "-m", "unigame", *argv], capture_output=True, text=True, cwd=ROOT, env=env,
+                              timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout + proc.stderr
 
@@ -38,7 +43,7 @@ def _tensors(out: Path, name: str) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("launcher", ["torchrun", "accelerate", "fsdp"])
+@pytest.mark.parametrize("launcher", ["torchrun", "accelerate", "fsdp", "srun"])
 def test_two_processes_equal_one_with_the_same_global_batch(tmp_path, launcher):
     torch.set_num_threads(1)
     model = tiny_janus(tmp_path / "janus")
@@ -53,10 +58,12 @@ def test_two_processes_equal_one_with_the_same_global_batch(tmp_path, launcher):
                   "--main_process_port", "29517"]
     # the two-process run also evaluates its final checkpoint, sharded over both processes
     evaluate = ("--eval", "vqav2_val", "--eval-data", "shapes", "--eval-limit", "3", "--no-eval-base",
-                "--results", str(tmp_path / "results")) if launcher == "torchrun" else ()
+                "--results", str(tmp_path / "results")) if launcher in ("torchrun", "srun") else ()
     if launcher == "fsdp":       # sharded LoRA and optimiser state through a stop and a resume
         _launch(prefix, tmp_path / "two", model, method, ("--fsdp", "--stop-at", "2"))
         said = _launch(prefix, tmp_path / "two", model, method, ("--fsdp", "--resume"))
+    elif launcher == "srun":
+        said = _launch([sys.executable], tmp_path / "two", model, method, evaluate, srun_tasks=2)
     else:
         said = _launch(prefix, tmp_path / "two", model, method, evaluate)
     assert "2 process(es)" in said          # really two ranks: the comparison below is not one process twice

@@ -144,8 +144,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             build_parser().print_help()
             return 0
-        from harness import registry
+        from harness import registry, slurm
 
+        slurm.adopt()           # before anything reads the rank: srun's tasks carry Slurm's variables only
         registry.include(args.include)
         cfg = config_from_args(args)
         from unigame.run import train

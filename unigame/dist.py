@@ -93,4 +93,4 @@ def init() -> Dist:
 def device_for(dist: Dist, requested: str | None) -> str:
     if requested not in (None, "", "auto"):
         return requested
-    return f"cuda:{dist.local_rank}" if torch.cuda.is_available() else "cpu"
+    return harness_distributed.rank_gpu(dist.local_rank) or "cpu"

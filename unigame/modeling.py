@@ -37,10 +37,6 @@ class Loaded:
         return self.hooks.model
 
 
-def default_device(local_rank: int = 0) -> str:
-    return f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
-
-
 def init_source(init_from: str, model_flag: str | None) -> dict:
     """What an --init-from folder is: a trainer checkpoint (adapter on a base) or a plain model folder."""
     path = Path(init_from).expanduser()

@@ -23,6 +23,7 @@ from lmms_eval.api.model import lmms as LMMSBase
 from tqdm import tqdm
 
 from harness.batching import BatchCaller
+from harness.distributed import rank_gpu
 from harness.types import MODEL, Image, Request
 
 MODEL_ID = "umm_harness"
@@ -70,7 +71,7 @@ class HarnessLMMS(LMMSBase):
         self._rank = int(os.environ.get("RANK", 0))
         self._world_size = int(os.environ.get("WORLD_SIZE", 1))
         if device is None and self._world_size > 1:
-            device = self._rank_device()
+            device = rank_gpu(int(os.environ.get("LOCAL_RANK", 0)))
         if device is not None:
             model_args["device"] = str(device)
         self.model = resolve_model(self.spec, model_args)
@@ -78,11 +79,6 @@ class HarnessLMMS(LMMSBase):
         # a batch that runs out of memory is halved as the engine halves it; other errors stop lmms-eval, which
         # would otherwise score every failed request as a wrong answer and report the zeros as a result
         self.calls = BatchCaller(f"rank {self._rank}: " if self._world_size > 1 else "", isolate=False)
-
-    def _rank_device(self) -> str | None:
-        import torch
-
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else None
 
     @property
     def batch_size(self) -> int:
