@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from harness.errors import HarnessError, RunFailed, storage_full
+from harness.errors import HarnessError
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -160,7 +160,6 @@ def main(argv: list[str] | None = None) -> int:
             from harness import registry, slurm
 
             slurm.adopt()       # before anything reads the rank: srun's tasks carry Slurm's variables only
-
             registry.include(args.include)
             from harness import commands
 
@@ -169,24 +168,12 @@ def main(argv: list[str] | None = None) -> int:
 
             distributed.shutdown()
             return code
-    except HarnessError as e:
-        if args.debug:
+    except (HarnessError, OSError, KeyboardInterrupt) as e:
+        code = termination.end_command(e, kept="finished work is saved", resume="rerun the same command to resume",
+                                       debug=args.debug)
+        if code is None:
             raise
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
-    except OSError as e:
-        full = storage_full(e)
-        if args.debug or full is None:
-            raise
-        print(f"error: {full}, then rerun the same command: every batch stored before this is kept",
-              file=sys.stderr)
-        return RunFailed.exit_code
-    except termination.Terminated:
-        termination.report_stop("\nterminated (SIGTERM): finished work is saved; rerun the same command to resume")
-        return termination.EXIT_CODE
-    except KeyboardInterrupt:
-        termination.report_stop("\ninterrupted: finished work is saved; rerun the same command to resume")
-        return 130
+        return code
 
 
 if __name__ == "__main__":

@@ -91,3 +91,31 @@ def report_stop(line: str) -> None:
 
     if from_env().main:
         print(line, file=sys.stderr)
+
+
+def end_command(error: BaseException, *, resume: str, kept: str = "", debug: bool = False) -> int | None:
+    """The exit status of a command ended by `error`, after its one line on stderr, for the endings every command
+    shares: SIGTERM, Ctrl-C, a problem with the input (HarnessError) and a full disk. None for any other error, and
+    under --debug for the last two (their traceback is what it asks for), so that the caller re-raises. `resume` says
+    how to go on, `kept` what of the work is safe."""
+    import sys
+
+    from harness.errors import HarnessError, RunFailed, storage_full
+
+    said = f": {kept}; {resume}" if kept else f"; {resume}"
+    if isinstance(error, Terminated):           # a KeyboardInterrupt too: test it first
+        report_stop(f"\nterminated (SIGTERM){said}")
+        return EXIT_CODE
+    if isinstance(error, KeyboardInterrupt):
+        report_stop(f"\ninterrupted{said}")
+        return 128 + signal.SIGINT
+    if debug:
+        return None
+    if isinstance(error, HarnessError):
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    full = storage_full(error) if isinstance(error, OSError) else None
+    if full is None:
+        return None
+    print(f"error: {full}, then {resume}" + (f": {kept}" if kept else ""), file=sys.stderr)
+    return RunFailed.exit_code

@@ -269,7 +269,7 @@ def test_a_full_disk_mid_run_ends_in_one_line_keeping_every_stored_batch(tmp_pat
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: no space left writing ")
     assert "(Disk quota exceeded); free some, or choose another --output" in err[0]
-    assert err[0].endswith("rerun the same command: every batch stored before this is kept")
+    assert err[0].endswith("then rerun the same command to resume: finished work is saved")
     [manifest] = out.glob("*/*/manifest.json")
     assert json.loads(manifest.read_text())["status"] == "failed"
     with sqlite3.connect(next((out / "cache").glob("*.sqlite"))) as conn:

@@ -7,11 +7,13 @@ import sys
 import warnings
 
 from harness import termination
-from harness.errors import HarnessError, RunFailed, storage_full
+from harness.errors import HarnessError, RunFailed
 
 from unigame.config import FILTERS, METHODS, TrainConfig
 
 D = TrainConfig()
+# how every ending that keeps the checkpoints tells the user to go on
+RESUME = "rerun the same command with --resume to continue from the last checkpoint"
 
 
 def _csv(text: str) -> list[str]:
@@ -157,26 +159,11 @@ def main(argv: list[str] | None = None) -> int:
 
         distributed.shutdown()
         return 0
-    except HarnessError as e:
-        if debug:
+    except (HarnessError, OSError, KeyboardInterrupt) as e:
+        code = termination.end_command(e, resume=RESUME, debug=debug)
+        if code is None:
             raise
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
-    except termination.Terminated:
-        termination.report_stop("terminated (SIGTERM); rerun the same command with --resume to continue from the "
-                                "last checkpoint")
-        return termination.EXIT_CODE
-    except KeyboardInterrupt:
-        termination.report_stop("interrupted; rerun the same command with --resume to continue from the last "
-                                "checkpoint")
-        return 130
-    except OSError as e:
-        full = storage_full(e)
-        if debug or full is None:
-            raise
-        print(f"error: {full}, then rerun the same command with --resume to continue from the last checkpoint",
-              file=sys.stderr)
-        return RunFailed.exit_code
+        return code
     except Exception as e:
         from harness.runner import is_out_of_memory
 
@@ -185,8 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         error = " ".join(str(e).split())[:300]
         print(f"error: out of memory while training ({type(e).__name__}: {error}); lower --batch-size or "
               "--hard-batch, keep the frozen base in bfloat16 (--weights-dtype bfloat16) or shard it over the "
-              "processes (--fsdp), then rerun with --resume to continue from the last checkpoint (--debug shows "
-              "where it ran out)", file=sys.stderr)
+              f"processes (--fsdp), then {RESUME} (--debug shows where it ran out)", file=sys.stderr)
         return RunFailed.exit_code
 
 
