@@ -68,6 +68,15 @@ def describe(threads: int) -> dict:
     return out
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its share of a node (Slurm's --cpus-per-task, a container's cpuset), not
+    the node's count, which on a shared GPU node can be many times more."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):        # no affinity outside Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def hardware() -> dict:
     """What ran the kernels, since another GPU model or CUDA/cuDNN version moves the last bits: the CPU, and the
     GPUs when this process used CUDA (asking otherwise would start CUDA, and take GPU memory, in a CPU run)."""

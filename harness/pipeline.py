@@ -12,11 +12,12 @@ Both rely on PIL and hashlib releasing the GIL for decoding, encoding and hashin
 """
 from __future__ import annotations
 
-import os
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable
+
+from harness.determinism import usable_cpus
 
 
 def hash_images(images) -> None:
@@ -36,7 +37,7 @@ def hash_images(images) -> None:
         for im in todo:
             im.sha256
     else:
-        with ThreadPoolExecutor(max(1, os.cpu_count() or 1), thread_name_prefix="harness-hash") as pool:
+        with ThreadPoolExecutor(usable_cpus(), thread_name_prefix="harness-hash") as pool:
             for _ in pool.map(lambda im: im.sha256, todo, chunksize=16):
                 pass
     hashmemo.remember((named[im], im.sha256) for im in todo if named[im])
@@ -65,7 +66,7 @@ class WriteBehind:
         self.depth = depth
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="harness-store")
         # PNG encoding is the slow part of storing generated images: spread it over the spare cores
-        self._encoders = ThreadPoolExecutor(encoders or max(1, min(8, os.cpu_count() or 1)),
+        self._encoders = ThreadPoolExecutor(encoders or min(8, usable_cpus()),
                                             thread_name_prefix="harness-encode")
         self._pending: deque[tuple[Future, Callable[[], None]]] = deque()
 

@@ -112,3 +112,30 @@ def test_hashes_are_remembered_across_runs_and_forgotten_when_the_file_changes(t
     hash_images(r["image"] for r in changed)
     assert [r["image"].sha256 for r in changed] != shas                      # new content, new hashes
     assert changed[3]["image"].sha256 == Image(loader=changed[3]["image"]._source).sha256
+
+
+def test_hashing_and_encoding_threads_follow_the_cpus_this_process_may_use(monkeypatch):
+    """On a shared node a task may use a few of the node's cores (Slurm's --cpus-per-task, a container's cpuset):
+    its worker threads must be sized to those, not to the node's count."""
+    import os
+
+    import harness.hashmemo
+    import harness.pipeline
+    from concurrent.futures import ThreadPoolExecutor
+    from PIL import Image as PILImage
+
+    sizes = []
+
+    class Recording(ThreadPoolExecutor):      # test double: a thread pool that records its size
+        def __init__(self, max_workers=None, *args, **kw):
+            sizes.append(max_workers)
+            super().__init__(max_workers, *args, **kw)
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 128)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {4, 5, 6}, raising=False)
+    monkeypatch.setattr(harness.pipeline, "ThreadPoolExecutor", Recording)
+    monkeypatch.setattr(harness.hashmemo, "recall", lambda identities: {})
+    monkeypatch.setattr(harness.hashmemo, "remember", lambda pairs: None)
+    hash_images([Image(pil=PILImage.new("RGB", (4, 4), (i, 0, 0))) for i in range(8)])
+    WriteBehind().close()
+    assert sizes == [3, 1, 3]          # hashing pool; the store thread and the encoders of WriteBehind
