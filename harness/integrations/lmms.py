@@ -23,7 +23,7 @@ from lmms_eval.api.model import lmms as LMMSBase
 from tqdm import tqdm
 
 from harness.batching import BatchCaller
-from harness.distributed import rank_gpu
+from harness.distributed import from_env, rank_gpu
 from harness.types import MODEL, Image, Request
 
 MODEL_ID = "umm_harness"
@@ -68,10 +68,10 @@ class HarnessLMMS(LMMSBase):
         # lmms-eval users write pretrained=...; both name the same thing
         self.spec = str(checkpoint or pretrained or DEFAULT_MODEL)
         self.batch_size_per_call = _batch_size(batch_size)
-        self._rank = int(os.environ.get("RANK", 0))
-        self._world_size = int(os.environ.get("WORLD_SIZE", 1))
+        dist = from_env()
+        self._rank, self._world_size = dist.rank, dist.world
         if device is None and self._world_size > 1:
-            device = rank_gpu(int(os.environ.get("LOCAL_RANK", 0)))
+            device = rank_gpu(dist.local_rank)
         if device is not None:
             model_args["device"] = str(device)
         self.model = resolve_model(self.spec, model_args)
