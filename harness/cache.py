@@ -52,10 +52,14 @@ class ResponseCache:
             aside, kept = repair_shard(path)
             say(f"repaired {path}: the damaged shard is now {aside.name}; {kept} answers could still be read and "
                 "are kept, the rest will be recomputed")
-        for path in sorted(mine - {self.own_path}):
-            # a shard of a rank this run does not have, written in WAL mode on a local disk, now read from several
-            # hosts: its checking rank moves it to the journal this filesystem needs before any rank reads it
-            if path.stat().st_size and journal_mode(path) == "DELETE":
+        # a shard of a rank this run does not have, written in WAL mode on a local disk, now read from several
+        # hosts: its checking rank moves it to the journal this filesystem needs before any rank reads it (the
+        # shards share one folder, so one filesystem)
+        absent = sorted(mine - {self.own_path})
+        if absent and journal_mode(self.own_path) == "DELETE":
+            for path in absent:
+                if not path.stat().st_size:
+                    continue
                 try:
                     connect(path, readonly=False).close()
                 except sqlite3.Error:       # read-only: it is still read, as before
