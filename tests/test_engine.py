@@ -200,19 +200,23 @@ def test_show_warns_when_a_runs_answers_come_from_different_machines(tmp_path, d
     assert "note: this run's answers were computed on different machines" in out
 
 
+# the hardware records of two 8-GPU nodes, as determinism.hardware() writes them
+H100_NODE = {"cpu": "x", "cpu_count": 64, "cuda": {"devices": [{"name": "NVIDIA H100 80GB HBM3"}] * 8}}
+A100_NODE = {"cpu": "x", "cpu_count": 64, "cuda": {"devices": [{"name": "NVIDIA A100-SXM4-80GB"}] * 8}}
+
+
 def test_one_commands_ranks_combine_into_one_record():
     from harness.distributed import combine_invocation
 
-    a100 = {"cpu": "x", "cpu_count": 64, "cuda": {"devices": [{"name": "NVIDIA A100-SXM4-80GB"}] * 8}}
-    h100 = {"cpu": "x", "cpu_count": 64, "cuda": {"devices": [{"name": "NVIDIA H100 80GB HBM3"}] * 8}}
-    reports = [{"hardware": h100, "batch_limits": {}}, {"hardware": h100, "batch_limits": {"model.generate": 32}},
-               {"hardware": a100, "batch_limits": {"model.generate": 16, "model.understand": 8}},
-               {"hardware": a100, "batch_limits": {}}]
+    reports = [{"hardware": H100_NODE, "batch_limits": {}},
+               {"hardware": H100_NODE, "batch_limits": {"model.generate": 32}},
+               {"hardware": A100_NODE, "batch_limits": {"model.generate": 16, "model.understand": 8}},
+               {"hardware": A100_NODE, "batch_limits": {}}]
     # the size that fits on every rank, and the ranks that ran elsewhere than rank 0
     assert combine_invocation(reports) == {"batch_limits": {"model.generate": 16, "model.understand": 8},
-                                           "other_hardware": [{"ranks": [2, 3], "hardware": a100}]}
+                                           "other_hardware": [{"ranks": [2, 3], "hardware": A100_NODE}]}
     assert combine_invocation(reports[:2]) == {"batch_limits": {"model.generate": 32}}
-    assert combine_invocation([{"hardware": h100, "batch_limits": {}}] * 3) == {}
+    assert combine_invocation([{"hardware": H100_NODE, "batch_limits": {}}] * 3) == {}
 
 
 def test_show_tells_which_ranks_of_one_command_ran_on_other_machines(tmp_path, doubles, capsys):
@@ -222,10 +226,8 @@ def test_show_tells_which_ranks_of_one_command_ran_on_other_machines(tmp_path, d
     manifest_path = res.run_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     # test double: one 16-process command whose second node had other GPUs (as its rank 0 would write it)
-    h100 = {"cpu": "x", "cpu_count": 64, "cuda": {"devices": [{"name": "NVIDIA H100 80GB HBM3"}] * 8}}
-    a100 = {"cpu": "x", "cpu_count": 64, "cuda": {"devices": [{"name": "NVIDIA A100-SXM4-80GB"}] * 8}}
-    manifest["invocations"] = [{**manifest["invocations"][0], "hardware": h100,
-                                "other_hardware": [{"ranks": list(range(8, 16)), "hardware": a100}]}]
+    manifest["invocations"] = [{**manifest["invocations"][0], "hardware": H100_NODE,
+                                "other_hardware": [{"ranks": list(range(8, 16)), "hardware": A100_NODE}]}]
     manifest_path.write_text(json.dumps(manifest))
     capsys.readouterr()
     assert main(["show", str(res.run_dir)]) == 0
