@@ -16,13 +16,9 @@ TORCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MAST
 
 
 def _free_derived_port() -> int:
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if PORT_BASE <= port < PORT_BASE + PORT_SPAN:
-            return port
-    with socket.socket() as s:              # the ephemeral range lies above the derived one: probe inside it
+    """A free port in the range the harness derives ports from (below the ephemeral range, so port 0 never lands
+    in it: probe it instead)."""
+    with socket.socket() as s:
         for port in range(PORT_BASE + 1000, PORT_BASE + PORT_SPAN):
             try:
                 s.bind(("127.0.0.1", port))
