@@ -9,7 +9,8 @@ Opening the cache checks it before any run folder is touched (harness.api opens 
 SQLite, is truncated or fails SQLite's quick_check is reported in one line, and nothing changes unless the user
 asks for `--repair-cache` (harness/cache_shards.py: the shard is moved aside, what can still be read is kept, the
 rest is recomputed); a shard or folder that cannot be written is reported before any work instead of failing on
-the first commit.
+the first commit. A shard unchanged since it last passed the check, or since a process closed it cleanly, is not
+read in full again (harness/cache_shards.py); damage found while it is in use fails the run in one line instead.
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable
 
-from harness.cache_shards import connect, damage, repair_shard, shard_index
+from harness.cache_shards import (connect, damage, forget_check, record_checked, repair_shard, shard_index,
+                                  unchanged_since_check)
 from harness.errors import CacheError
 from harness.filesystems import journal_mode
 
@@ -42,8 +44,11 @@ class ResponseCache:
         self.own_path = self.dir / f"responses.rank{rank}.sqlite"
         mine = {p for p in self.dir.glob("responses.rank*.sqlite") if (shard_index(p) or 0) % world == rank}
         for path in sorted(mine | {self.own_path}):
+            if not repair and unchanged_since_check(path):
+                continue
             reason = damage(path)
             if reason is None:
+                record_checked(path)
                 continue
             if not repair:
                 raise CacheError(f"{path}: this response cache shard is damaged ({reason}); nothing has been "
@@ -66,6 +71,7 @@ class ResponseCache:
                     pass
         self._own = self._open_own()
         self._others: dict[Path, sqlite3.Connection] = {}
+        self._failed_once = False
 
     def _open_own(self) -> sqlite3.Connection:
         """The writable shard, proven writable by a write that is rolled back (a read-only file opens fine and
@@ -80,6 +86,7 @@ class ResponseCache:
             raise CacheError(f"{self.own_path}: the response cache cannot be written ({e}); make it and its folder "
                              "writable, or pass --no-cache to run without reading or writing the cache") from None
         except sqlite3.DatabaseError as e:
+            forget_check(self.own_path)
             raise CacheError(f"{self.own_path}: the response cache cannot be opened ({e}); rerun with "
                              "--repair-cache, or pass --no-cache") from None
 
@@ -124,6 +131,9 @@ class ResponseCache:
             raise self._failed(e) from None
 
     def _failed(self, e: Exception) -> CacheError:
+        self._failed_once = True
+        for path in [self.own_path, *self._others]:
+            forget_check(path)
         return CacheError(f"{self.dir}: the response cache failed during the run ({e}); every batch finished "
                           "before it is kept; rerun the same command (with --repair-cache if a shard is damaged)")
 
@@ -134,6 +144,9 @@ class ResponseCache:
         for conn in [self._own, *self._others.values()]:
             conn.close()
         self._others.clear()
+        if not self._failed_once:
+            # passed the check when opened, and only SQLite has written it since
+            record_checked(self.own_path)
 
 
 class NullCache:

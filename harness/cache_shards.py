@@ -7,6 +7,12 @@ temporary copy) to the length its header declares, so the pages that survived st
 the rowids the key index lists or, when the index is damaged too, by rowid ranges, halving a range that hits a
 damaged page down to single rows. Rows whose payload is not a JSON object are dropped. The survivors go into a fresh
 shard under the original name; everything else is recomputed by the run that asked for the repair.
+
+quick_check reads every page (half a second per GB from the page cache, bench/cache_open.py; more from a cold disk
+or a network filesystem), and a results folder's cache grows with every model and checkpoint evaluated into it. So a
+shard that passed it, or that a process closed cleanly after writing only through SQLite, gets a `<shard>.checked`
+record of its size, modification time and inode; while all three match and no WAL or rollback journal is left beside
+it (a killed process leaves one), the next open does not read it again. `--repair-cache` always checks in full.
 """
 from __future__ import annotations
 
@@ -81,6 +87,51 @@ def damage(path: Path) -> str | None:
     return None
 
 
+def _identity(path: Path) -> dict | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino}
+
+
+def _checked_record(path: Path) -> Path:
+    return path.with_name(path.name + ".checked")
+
+
+def unchanged_since_check(path: Path) -> bool:
+    """The shard is byte for byte what last passed the check or was closed cleanly, as far as its size,
+    modification time and inode tell, and no process left a WAL or journal beside it."""
+    if any(path.with_name(path.name + suffix).exists() for suffix in ("-wal", "-journal")):
+        return False
+    try:
+        recorded = json.loads(_checked_record(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return recorded == _identity(path)
+
+
+def record_checked(path: Path) -> None:
+    """Remember the shard as it is now (it just passed the check, or SQLite alone wrote it since it did)."""
+    from harness.store import write_bytes
+
+    identity = _identity(path)
+    if identity is None or not identity["size"]:
+        return
+    try:
+        write_bytes(_checked_record(path), (json.dumps(identity) + "\n").encode(), fsync=False)
+    except OSError:              # a read-only cache folder: every open checks in full, as before
+        pass
+
+
+def forget_check(path: Path) -> None:
+    """A shard found damaged while in use is checked in full at the next open, and reported there."""
+    try:
+        _checked_record(path).unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
 def roll_back_hot_journal(path: Path) -> None:
     """A process killed mid-commit in rollback-journal mode (a network filesystem) leaves a hot `-journal`, which
     a read-only connection cannot roll back ("attempt to write a readonly database"): a read-write connection's
@@ -119,6 +170,7 @@ def repair_shard(path: Path) -> tuple[Path, int]:
         n += 1
         aside = path.with_name(f"{path.name}.damaged-{stamp}-{n}")
     os.replace(path, aside)
+    forget_check(path)
     for suffix in SIDECARS:
         side = path.with_name(path.name + suffix)
         if side.exists():

@@ -23,6 +23,11 @@ def test_engine_benchmark_reports_each_kind_and_the_rerun():
     assert "worst overhead ratio" in out and "worst finished rerun" in out
 
 
+def test_cache_open_benchmark_times_both_opens():
+    out = _bench("bench/cache_open.py", "--quick")
+    assert "open, read in full" in out and "open, unchanged since a clean close" in out
+
+
 @pytest.mark.slow
 def test_gpu_throughput_benchmark_runs_on_a_cpu_with_a_tiny_janus():
     out = _bench("bench/gpu_throughput.py", "--shape", "tiny", "--device", "cpu", "--batch-sizes", "2", "--batches", "1")

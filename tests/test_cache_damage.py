@@ -65,6 +65,7 @@ def _overwrite_pages(shard):
 def test_a_damaged_shard_is_reported_and_changes_nothing(finished, tmp_path, damage):
     out, before = finished
     shard = out / "cache" / "responses.rank0.sqlite"
+    assert _checked_record(shard).exists()          # the record of a clean close does not hide damage done since
     damage(shard)
     damaged = shard.read_bytes()
     [run_dir] = [m.parent for m in out.glob("*/*/manifest.json")]
@@ -108,6 +109,100 @@ def test_repair_cache_keeps_what_reads_and_recomputes_the_rest(finished, tmp_pat
             assert after[path] == content, path
     again = run_cli(*_cmd(out, tmp_path / "third.log"))
     assert again.returncode == 0 and _computed(tmp_path / "third.log") == 0
+
+
+def _checked_record(shard):
+    return shard.with_name(shard.name + ".checked")
+
+
+def _full_checks(monkeypatch) -> list:
+    import harness.cache
+
+    checked = []
+    monkeypatch.setattr(harness.cache, "damage", lambda path, real=harness.cache.damage: (checked.append(path.name),
+                                                                                       real(path))[1])
+    return checked
+
+
+def test_a_shard_unchanged_since_a_clean_close_is_not_read_in_full_again(finished, monkeypatch):
+    from harness.cache import ResponseCache
+
+    out, _ = finished
+    shard = out / "cache" / "responses.rank0.sqlite"
+    checked = _full_checks(monkeypatch)
+    cache = ResponseCache(out / "cache")
+    assert checked == []                            # the run that wrote it closed it cleanly
+    cache.put_many([("k", "model", "understand", "fp", {"text": "yes"})])
+    cache.close()
+    ResponseCache(out / "cache").close()
+    assert checked == []                            # nor after this process's own clean write
+
+    left_open = sqlite3.connect(shard)              # a process killed mid-run leaves its WAL behind
+    left_open.execute("INSERT INTO responses VALUES ('k2', 'model', 'understand', 'fp', '{}', 0)")
+    left_open.commit()
+    try:
+        ResponseCache(out / "cache").close()
+        assert checked == [shard.name]
+    finally:
+        left_open.close()
+    os.utime(shard)                                 # touched by something other than this cache
+    ResponseCache(out / "cache").close()
+    assert checked == [shard.name] * 2
+    ResponseCache(out / "cache", repair=True).close()
+    assert checked == [shard.name] * 3             # --repair-cache always reads every page
+
+
+def test_damage_that_keeps_size_and_time_fails_at_first_read_and_is_then_reported(finished, tmp_path):
+    """A page rewritten in place with the file's size and time restored (as bit rot would leave it) passes the
+    open, which trusts the record: the first lookup that reads it stops the run in one line, nothing computed is
+    lost, and the next command checks the shard in full."""
+    out, before = finished
+    shard = out / "cache" / "responses.rank0.sqlite"
+    stat = shard.stat()
+    _overwrite_pages(shard)
+    os.utime(shard, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    proc = run_cli(*_cmd(out, tmp_path / "again.log"))
+    assert proc.returncode == 2, proc.stderr
+    err = proc.stderr.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1 and err.startswith("error: "), err
+    assert "--repair-cache" in err and _computed(tmp_path / "again.log") == 0
+    assert not _checked_record(shard).exists(), err
+    proc = run_cli(*_cmd(out, tmp_path / "third.log"))
+    assert proc.returncode == 2 and "damaged" in proc.stderr and "nothing has been changed" in proc.stderr
+    proc = run_cli(*_cmd(out, tmp_path / "repair.log", "--repair-cache"))
+    assert proc.returncode == 0, proc.stderr
+    after = _results(out)
+    for path, content in before.items():
+        if path.name == "results.json":
+            assert json.loads(after[path])["metrics"] == json.loads(content)["metrics"], path
+
+
+def test_a_leaf_page_damaged_behind_the_record_fails_the_lookup_that_reads_it(tmp_path):
+    """The open's write check need not touch a damaged page: the lookup that does stops the run with the cache's
+    one-line error, and the next open checks the shard in full and names it."""
+    from harness.cache import ResponseCache
+    from harness.errors import CacheError
+
+    folder = tmp_path / "cache"
+    cache = ResponseCache(folder)
+    keys = [f"{i:064d}" for i in range(300)]
+    cache.put_many([(k, "scorer:clip", "embed", "fp", {"values": {"embedding": [0.5] * 200}}) for k in keys])
+    cache.close()
+    shard = folder / "responses.rank0.sqlite"
+    page = 4096
+    data, stat = shard.read_bytes(), shard.stat()
+    leaves = [n for n in range(1, len(data) // page) if data[n * page] == 0x0D]       # table b-tree leaf pages
+    with open(shard, "r+b") as f:
+        f.seek(leaves[len(leaves) // 2] * page + 8)
+        f.write(random.Random(2).randbytes(page - 8))
+    os.utime(shard, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    cache = ResponseCache(folder)
+    with pytest.raises(CacheError, match="failed during the run .*--repair-cache"):
+        cache.get_many(keys)
+    cache.close()
+    assert not _checked_record(shard).exists()
+    with pytest.raises(CacheError, match="damaged"):
+        ResponseCache(folder)
 
 
 def _read_only(path):
