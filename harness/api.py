@@ -18,7 +18,7 @@ from harness.results import Counts, Manifest, TaskResult, load_run, read_manifes
 from harness.runner import Runner, UnifiedModel, fingerprint_of
 from harness.store import RunStore, ensure_writable, environment, now
 from harness.task import Task
-from harness.types import MODEL
+from harness.types import MODEL, reusable_encode
 
 
 @dataclass
@@ -117,6 +117,9 @@ def plan_tasks(names: list[str], config: RunConfig, model: Runner | None = None)
     return tasks, skipped
 
 
+_plain_json = reusable_encode(json.JSONEncoder())        # json.dumps, without a new C encoder per call
+
+
 def _samples(tr: TaskRun) -> list[dict]:
     lines = []
     for doc_id, reqs, outs, record in zip(tr.doc_ids, tr.requests, tr.outputs, tr.records):
@@ -126,7 +129,7 @@ def _samples(tr: TaskRun) -> list[dict]:
             for (req, key), resp in zip(pairs, outs[stage]):
                 entry = {**req.describe(), "key": key}
                 payload = resp.payload()
-                if req.target != MODEL and "values" in payload and len(json.dumps(payload["values"])) > 4096:
+                if req.target != MODEL and "values" in payload and len(_plain_json(payload["values"])) > 4096:
                     payload["values"] = "<omitted: large scorer output, kept in the cache>"
                 entry["response"] = payload
                 entries.append(entry)

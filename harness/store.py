@@ -24,6 +24,7 @@ from importlib import metadata
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.types import reusable_encode
 
 PACKAGES = ("torch", "torchvision", "transformers", "tokenizers", "peft", "accelerate", "datasets", "diffusers",
             "open_clip_torch", "timm", "dreamsim", "safetensors", "numpy", "pillow", "pandas")
@@ -176,7 +177,7 @@ class RunStore:
 
     def write_task(self, task: str, results, samples: list[dict], extras: dict | None = None) -> None:
         """A task's files: extras, samples.jsonl, then results.json (a harness.results.TaskResult)."""
-        encode = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=str).encode
+        encode = _SAMPLE_LINE
         lines = "".join(encode(s) + "\n" for s in samples)
         # samples and extras first: results.json appearing is the sign that a task's files are complete
         from harness.options import check_folder_name
@@ -189,6 +190,9 @@ class RunStore:
                 write_text(self.task_dir(task) / name, content)
         write_text(self.task_dir(task) / "samples.jsonl", lines)
         write_json(self.task_dir(task) / "results.json", results.to_dict())
+
+
+_SAMPLE_LINE = reusable_encode(json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=str))
 
 
 def read_samples(path: Path) -> list[dict]:

@@ -234,3 +234,38 @@ def test_show_tells_which_ranks_of_one_command_ran_on_other_machines(tmp_path, d
     out = capsys.readouterr().out
     assert "NVIDIA H100 80GB HBM3 x8 (rank 0); NVIDIA A100-SXM4-80GB x8 (ranks 8-15)" in out
     assert "note: this run's answers were computed on different machines" in out
+
+
+def test_the_reused_json_encoders_write_what_the_standard_encoder_writes():
+    """Cache keys, the dataset hash and samples.jsonl lines go through encoders whose C part is built once; a key
+    that changed would make every cached answer unreachable, so each must write exactly the standard library's
+    text, odd values included."""
+    import hashlib
+    import math
+
+    import numpy as np
+
+    from harness.task import generate
+    from harness.types import Image, _json_default, reusable_encode
+
+    image = Image(pil=__import__("PIL.Image").Image.new("RGB", (2, 2)))
+    values = [{"b": [1.5, math.nan, -math.inf, -0.0, 1e300, 2 ** 70], "é": "ü\u2028\x00\"\\", "a": None},
+              "text", 1.0, None, [], {"x": {"z": [{"y": ()}]}}, {"arr": np.arange(3)}, {"set": {3, 1, 2}},
+              {"image": image}, {3: "int key", 2: "sorted as ints"}]
+    for options in ({"sort_keys": True, "separators": (",", ":"), "ensure_ascii": False, "default": _json_default},
+                    {"ensure_ascii": False, "sort_keys": True, "default": str}, {}):
+        standard = json.JSONEncoder(**options)
+        reused = reusable_encode(standard)
+        for value in values:
+            try:
+                expected = standard.encode(value)
+            except TypeError as e:                   # a numpy array without a default: the same refusal
+                with pytest.raises(TypeError, match=str(e).split(" is ")[0][:20]):
+                    reused(value)
+                continue
+            assert reused(value) == expected, (options, value)
+    request = generate("a red cube", size=384).replace(seed=7)
+    body = {"fp": "fp", "target": "model", "kind": "generate", "text": "a red cube", "images": [],
+            "params": {"size": 384}, "seed": 7}
+    standard = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default)
+    assert request.key("fp") == hashlib.sha256(standard.encode(body).encode()).hexdigest()
