@@ -6,7 +6,7 @@ reads before any run folder is touched. SQLite's quick_check reads every page, s
 shard has no record of passing it or has changed since (harness/cache_shards.py); this measures both opens on one
 shard, in the same run:
 
-    read in full   = the open of a shard with no record, or one a killed process left a WAL beside (the baseline)
+    read in full   = the open of a shard with no record, or one a killed run wrote to (the baseline)
     unchanged      = the open of the same shard after a clean close
 
 The file is read from the page cache (it was just written), so a network filesystem or a cold disk makes the
@@ -81,8 +81,8 @@ def main() -> None:
         size = shard.stat().st_size / 1e6
     full, kept = sorted(in_full)[len(in_full) // 2], sorted(unchanged)[len(unchanged) // 2]
     print(f"shard of {size:,.0f} MB: {rows:,} answers of a {EMBEDDING}-float embedding; median of {args.repeats}")
-    print(f"open, read in full (no record, or an unclean end): {full:8.3f} s")
-    print(f"open, unchanged since a clean close:               {kept:8.3f} s   ({full / kept:,.0f}x faster)")
+    print(f"open, read in full (no record, or a killed run wrote to it): {full:8.3f} s")
+    print(f"open, unchanged since a clean close:                         {kept:8.3f} s   ({full / kept:,.0f}x faster)")
 
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ shard under the original name; everything else is recomputed by the run that ask
 quick_check reads every page (half a second per GB from the page cache, bench/cache_open.py; more from a cold disk
 or a network filesystem), and a results folder's cache grows with every model and checkpoint evaluated into it. So a
 shard that passed it, or that a process closed cleanly after writing only through SQLite, gets a `<shard>.checked`
-record of its size, modification time and inode; while all three match and no WAL or rollback journal is left beside
-it (a killed process leaves one), the next open does not read it again. `--repair-cache` always checks in full.
+record of its size, modification time and inode, and its WAL's and journal's; while they all match, the next open does
+not read it again. A killed run's writes change them, so its shard is checked in full. `--repair-cache` always is.
 """
 from __future__ import annotations
 
@@ -87,12 +87,19 @@ def damage(path: Path) -> str | None:
     return None
 
 
-def _identity(path: Path) -> dict | None:
+def _stat(path: Path) -> list | None:
     try:
         st = path.stat()
     except OSError:
         return None
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino}
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+def _identity(path: Path) -> dict:
+    """The shard's and its WAL's and journal's size, modification time and inode (None for a file that is absent):
+    a WAL a reader kept open outlives the writer's clean close, and writes a killed run made change one of them."""
+    return {name: _stat(path.with_name(path.name + suffix))
+            for name, suffix in (("shard", ""), ("wal", "-wal"), ("journal", "-journal"))}
 
 
 def _checked_record(path: Path) -> Path:
@@ -100,10 +107,8 @@ def _checked_record(path: Path) -> Path:
 
 
 def unchanged_since_check(path: Path) -> bool:
-    """The shard is byte for byte what last passed the check or was closed cleanly, as far as its size,
-    modification time and inode tell, and no process left a WAL or journal beside it."""
-    if any(path.with_name(path.name + suffix).exists() for suffix in ("-wal", "-journal")):
-        return False
+    """The shard (with its WAL or journal) is what last passed the check or was closed cleanly, as far as sizes,
+    modification times and inodes tell."""
     try:
         recorded = json.loads(_checked_record(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -116,7 +121,7 @@ def record_checked(path: Path) -> None:
     from harness.store import write_bytes
 
     identity = _identity(path)
-    if identity is None or not identity["size"]:
+    if identity["shard"] is None or not identity["shard"][0]:
         return
     try:
         write_bytes(_checked_record(path), (json.dumps(identity) + "\n").encode(), fsync=False)

@@ -152,6 +152,24 @@ def test_a_shard_unchanged_since_a_clean_close_is_not_read_in_full_again(finishe
     assert checked == [shard.name] * 3             # --repair-cache always reads every page
 
 
+def test_a_shard_another_rank_was_reading_at_its_close_is_not_read_in_full_again(tmp_path, monkeypatch):
+    """Rank 0 reads rank 1's shard: rank 1's clean close cannot remove the WAL while that reader is open, and a
+    read-only reader never removes it. The record covers the WAL, so the next run does not check the shard again."""
+    from harness.cache import ResponseCache
+
+    folder = tmp_path / "cache"
+    rank0, rank1 = ResponseCache(folder, rank=0, world=2), ResponseCache(folder, rank=1, world=2)
+    rank1.put_many([("k", "model", "understand", "fp", {"text": "yes"})])
+    assert rank0.get_many(["k"]) == {"k": {"text": "yes"}}
+    rank1.close()
+    rank0.close()
+    assert (folder / "responses.rank1.sqlite-wal").exists()
+    checked = _full_checks(monkeypatch)
+    for rank in (0, 1):
+        ResponseCache(folder, rank=rank, world=2).close()
+    assert checked == []
+
+
 def test_damage_that_keeps_size_and_time_fails_at_first_read_and_is_then_reported(finished, tmp_path):
     """A page rewritten in place with the file's size and time restored (as bit rot would leave it) passes the
     open, which trusts the record: the first lookup that reads it stops the run in one line, nothing computed is
