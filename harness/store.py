@@ -177,8 +177,7 @@ class RunStore:
 
     def write_task(self, task: str, results, samples: list[dict], extras: dict | None = None) -> None:
         """A task's files: extras, samples.jsonl, then results.json (a harness.results.TaskResult)."""
-        encode = _SAMPLE_LINE
-        lines = "".join(encode(s) + "\n" for s in samples)
+        lines = "".join(_SAMPLE_LINE(s) + "\n" for s in samples)
         # samples and extras first: results.json appearing is the sign that a task's files are complete
         from harness.options import check_folder_name
 

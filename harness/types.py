@@ -261,9 +261,12 @@ def reusable_encode(encoder: json.JSONEncoder) -> Callable[[Any], str]:
 
     if c_make_encoder is None or encoder.indent is not None:    # a Python without the _json accelerator
         return encoder.encode
-    encode = c_make_encoder(None, encoder.default, encode_basestring_ascii if encoder.ensure_ascii else
-                            encode_basestring, None, encoder.key_separator, encoder.item_separator,
-                            encoder.sort_keys, encoder.skipkeys, encoder.allow_nan)
+    try:
+        encode = c_make_encoder(None, encoder.default, encode_basestring_ascii if encoder.ensure_ascii else
+                                encode_basestring, None, encoder.key_separator, encoder.item_separator,
+                                encoder.sort_keys, encoder.skipkeys, encoder.allow_nan)
+    except TypeError:            # a private constructor: a Python that changed it gets the standard path
+        return encoder.encode
     return lambda obj: "".join(encode(obj, 0))
 
 
