@@ -22,8 +22,9 @@ def _reliability(p: argparse.ArgumentParser) -> None:
 
 def _repair_cache(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repair-cache", action="store_true",
-                   help="if a response-cache shard is damaged, move it aside, keep the answers that can still be "
-                        "read and recompute the rest (without it a damaged shard stops the command, changing nothing)")
+                   help="check the response cache in full, even shards unchanged since their last check; if a "
+                        "shard is damaged, move it aside, keep the answers that can still be read and "
+                        "recompute the rest (without it a damaged shard stops the command, changing nothing)")
 
 
 def build_parser() -> argparse.ArgumentParser:
