@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from harness.filesystems import journal_mode
+from harness.store import write_bytes
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -118,8 +119,6 @@ def unchanged_since_check(path: Path) -> bool:
 
 def record_checked(path: Path) -> None:
     """Remember the shard as it is now (it just passed the check, or SQLite alone wrote it since it did)."""
-    from harness.store import write_bytes
-
     identity = _identity(path)
     if identity["shard"] is None or not identity["shard"][0]:
         return

@@ -244,11 +244,12 @@ def test_the_reused_json_encoders_write_what_the_standard_encoder_writes():
     import math
 
     import numpy as np
+    from PIL import Image as PILImage
 
     from harness.task import generate
     from harness.types import Image, _json_default, reusable_encode
 
-    image = Image(pil=__import__("PIL.Image").Image.new("RGB", (2, 2)))
+    image = Image(pil=PILImage.new("RGB", (2, 2)))
     values = [{"b": [1.5, math.nan, -math.inf, -0.0, 1e300, 2 ** 70], "é": "ü\u2028\x00\"\\", "a": None},
               "text", 1.0, None, [], {"x": {"z": [{"y": ()}]}}, {"arr": np.arange(3)}, {"set": {3, 1, 2}},
               {"image": image}, {3: "int key", 2: "sorted as ints"}]
